@@ -1,0 +1,120 @@
+"""``add_vis_config(cfg)``: every config key vis_d2 adds to detectron2's defaults.
+
+Keys are grouped by the component that reads them; each component reads its keys in its own
+``from_config``, so the same classes build from a yacs YAML and from a LazyConfig.
+"""
+from detectron2.config import CfgNode as CN
+from detectron2.config import get_cfg
+
+
+def add_vis_config(cfg):
+    """Add vis_d2's keys (with their defaults) to a detectron2 config, in place."""
+    _C = cfg
+    _C.MODEL.VIS = CN()
+    # ---- track head (MaskTrack R-CNN style) -------------------------------------------------
+    _C.MODEL.VIS.TRACK_HEAD = CN()
+    _C.MODEL.VIS.TRACK_HEAD.NAME = "TrackHead"
+    _C.MODEL.VIS.TRACK_HEAD.NUM_FC = 2
+    _C.MODEL.VIS.TRACK_HEAD.FC_DIM = 1024
+    _C.MODEL.VIS.TRACK_HEAD.EMBED_DIM = 1024
+    _C.MODEL.VIS.TRACK_HEAD.LOSS_WEIGHT = 1.0
+    # ---- FPN ---------------------------------------------------------------------------------
+    # The paper's FPN has 6 levels (P2..P7); False gives the standard 5 (P2..P6).
+    _C.MODEL.VIS.FPN_P7 = True
+
+    # ---- TCIS: Temporally Correlated Instance Segmentation (paper 3.3, training only) -------
+    _C.MODEL.VIS.TCIS = CN()
+    _C.MODEL.VIS.TCIS.ENABLED = False
+    _C.MODEL.VIS.TCIS.LOSS_WEIGHT = 1.0
+    # The Correlation Transform: a standard ResNet block, "BottleneckBlock" or "BasicBlock".
+    _C.MODEL.VIS.TCIS.BLOCK = "BottleneckBlock"
+    _C.MODEL.VIS.TCIS.BOTTLENECK_CHANNELS = 64
+    _C.MODEL.VIS.TCIS.DEFORM_KERNEL = 3
+    _C.MODEL.VIS.TCIS.NORM = ""
+
+    # ---- multi-task heads (paper 3.5.1) -------------------------------------------------------
+    # Semantic segmentation branch on P3 (training only).
+    _C.MODEL.VIS.SEMSEG = CN()
+    _C.MODEL.VIS.SEMSEG.ENABLED = False
+    _C.MODEL.VIS.SEMSEG.IN_FEATURE = "p3"
+    _C.MODEL.VIS.SEMSEG.NUM_CONVS = 4
+    _C.MODEL.VIS.SEMSEG.CONV_DIM = 128
+    _C.MODEL.VIS.SEMSEG.NORM = "GN"
+    _C.MODEL.VIS.SEMSEG.LOSS_WEIGHT = 0.5
+    # Multi-label classification on C5 (training only; optionally rescales scores at inference).
+    _C.MODEL.VIS.MULTILABEL = CN()
+    _C.MODEL.VIS.MULTILABEL.ENABLED = False
+    _C.MODEL.VIS.MULTILABEL.IN_FEATURE = "res5"
+    _C.MODEL.VIS.MULTILABEL.LOSS_WEIGHT = 0.5
+    _C.MODEL.VIS.MULTILABEL.RESCORE_TEST = False
+    # Mask scoring (Mask Scoring R-CNN): score = classification score x predicted mask IoU.
+    _C.MODEL.VIS.MASKIOU = CN()
+    _C.MODEL.VIS.MASKIOU.ENABLED = False
+    _C.MODEL.VIS.MASKIOU.CONV_DIM = 256
+    _C.MODEL.VIS.MASKIOU.FC_DIM = 1024
+    _C.MODEL.VIS.MASKIOU.LOSS_WEIGHT = 1.0
+
+    # ---- online tracker (vis_d2/tracking) ----------------------------------------------------
+    _C.MODEL.VIS.TRACKER = CN()
+    # Association score = log_softmax([0, e.m_1..e.m_N]) + a*log(score) + b*IoU + c*[same label]
+    _C.MODEL.VIS.TRACKER.MATCH_COEFFS = [1.0, 2.0, 10.0]
+    # Detections scoring below this are not tracked.
+    _C.MODEL.VIS.TRACKER.SCORE_THRESH = 0.05
+    # Tracks unseen for more than this many frames retire.
+    _C.MODEL.VIS.TRACKER.MAX_AGE = 10
+    # Embedding memory: 0 keeps the latest embedding, m in (0,1) keeps m*old + (1-m)*new.
+    _C.MODEL.VIS.TRACKER.MOMENTUM = 0.0
+    # Label voting (paper 3.5.4): relax the label term to LABEL_VOTING_WEIGHT and take the most
+    # frequent label of a track (score-weighted if LABEL_VOTE_SCORE_WEIGHTED).
+    _C.MODEL.VIS.TRACKER.LABEL_VOTING = False
+    _C.MODEL.VIS.TRACKER.LABEL_VOTING_WEIGHT = 0.0
+    _C.MODEL.VIS.TRACKER.LABEL_VOTE_SCORE_WEIGHTED = True
+    # BiTrack (paper 3.4, Algorithm 2)
+    _C.MODEL.VIS.TRACKER.BITRACK = False
+    _C.MODEL.VIS.TRACKER.BITRACK_IOU_THRESH = 0.5
+    # Per-frame detections kept for tracking (after the ROI heads' own NMS / score threshold).
+    _C.MODEL.VIS.TRACKER.MAX_DETS_PER_FRAME = 20
+
+    # ---- training data -------------------------------------------------------------------------
+    _C.INPUT.VIS = CN()
+    # The reference frame is sampled without replacement in [t - delta, t + delta], != t.
+    _C.INPUT.VIS.REF_DELTA = 5
+    # Keep only N uniformly sampled frames per training video (paper Fig. 2b); 0 keeps all.
+    _C.INPUT.VIS.FRAMES_PER_VIDEO = 0
+    # Pseudo reference frames for image datasets (semi-supervised tracking, paper 3.2).
+    _C.INPUT.VIS.PSEUDO_SHIFT = 0.1      # fraction of the image size
+    _C.INPUT.VIS.PSEUDO_ROTATE = 10.0    # degrees
+    _C.INPUT.VIS.PSEUDO_SCALE = [0.9, 1.1]
+    _C.INPUT.VIS.PSEUDO_FLIP = 0.5
+
+    # ---- evaluation ----------------------------------------------------------------------------
+    _C.TEST.VIS = CN()
+    # Save the best checkpoint by this metric of the periodic evaluation ("" disables).
+    _C.TEST.VIS.BEST_METRIC = "segm/AP"
+    return cfg
+
+
+def get_vis_cfg(config_file=None, opts=None):
+    """detectron2 defaults + vis_d2 keys, then ``config_file`` (YAML) and ``opts`` (key value ...).
+
+    A missing config file gets a clear ``FileNotFoundError`` naming it. ``MODEL.DEVICE`` "cuda"
+    on a machine without CUDA falls back to "cpu" with a warning, so the same config files run
+    on laptops, CI and GPU servers.
+    """
+    import logging
+    import os
+
+    import torch
+
+    cfg = add_vis_config(get_cfg())
+    if config_file:
+        if not os.path.isfile(config_file):
+            raise FileNotFoundError(f"config file not found: {config_file}")
+        cfg.merge_from_file(config_file)
+    if opts:
+        cfg.merge_from_list(list(opts))
+    if cfg.MODEL.DEVICE.startswith("cuda") and not torch.cuda.is_available():
+        logging.getLogger(__name__).warning("MODEL.DEVICE=%s but CUDA is not available: using cpu",
+                                            cfg.MODEL.DEVICE)
+        cfg.MODEL.DEVICE = "cpu"
+    return cfg

@@ -1,0 +1,47 @@
+"""Video data: the YouTube-VIS format loader, builtin dataset registrations, mappers, loaders.
+
+Importing this package registers the builtin datasets (``builtin.py``). The command-line modules
+``vis_d2.data.split`` and ``vis_d2.data.synthetic`` are not imported here so that
+``python -m`` runs them cleanly.
+"""
+from .ytvis import (
+    YTVISFormatError,
+    categories_to_metadata,
+    load_ytvis_json,
+    read_frame,
+    register_ytvis_instances,
+)
+from . import builtin  # noqa: F401  (registers the builtin datasets)
+from .build import (
+    PairDatasetMapper,
+    UnknownDatasetError,
+    build_vis_test_loader,
+    build_vis_train_loader,
+    get_dataset_dicts_by_name,
+    get_vis_train_dataset_dicts,
+    is_video_dataset,
+)
+from .pseudo_pair_mapper import PseudoPairDatasetMapper
+from .video_pair_mapper import VideoPairDatasetMapper
+from .video_test_mapper import LazyVideoFrames, VideoTestDatasetMapper
+
+__all__ = [
+    # YouTube-VIS format
+    "YTVISFormatError",
+    "categories_to_metadata",
+    "load_ytvis_json",
+    "read_frame",
+    "register_ytvis_instances",
+    # loaders and mappers
+    "PairDatasetMapper",
+    "UnknownDatasetError",
+    "build_vis_test_loader",
+    "build_vis_train_loader",
+    "get_dataset_dicts_by_name",
+    "get_vis_train_dataset_dicts",
+    "is_video_dataset",
+    "PseudoPairDatasetMapper",
+    "VideoPairDatasetMapper",
+    "LazyVideoFrames",
+    "VideoTestDatasetMapper",
+]

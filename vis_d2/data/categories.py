@@ -1,0 +1,162 @@
+"""Category lists of the video instance segmentation benchmarks, as Python literals.
+
+Each list is ``[{"id": json category id, "name": str}, ...]`` in json id order, i.e. the order
+of the contiguous ids (contiguous id = position in the list). They are written out here so that
+dataset metadata is known at registration time, before (or without) reading any json file.
+"""
+
+__all__ = [
+    "YTVIS_2019_CATEGORIES",
+    "YTVIS_2021_CATEGORIES",
+    "YTVIS_2021_TO_COCO",
+    "OVIS_CATEGORIES",
+]
+
+# YouTube-VIS 2019: 40 categories.
+YTVIS_2019_CATEGORIES = [
+    {"id": 1, "name": "person"},
+    {"id": 2, "name": "giant_panda"},
+    {"id": 3, "name": "lizard"},
+    {"id": 4, "name": "parrot"},
+    {"id": 5, "name": "skateboard"},
+    {"id": 6, "name": "sedan"},
+    {"id": 7, "name": "ape"},
+    {"id": 8, "name": "dog"},
+    {"id": 9, "name": "snake"},
+    {"id": 10, "name": "monkey"},
+    {"id": 11, "name": "hand"},
+    {"id": 12, "name": "rabbit"},
+    {"id": 13, "name": "duck"},
+    {"id": 14, "name": "cat"},
+    {"id": 15, "name": "cow"},
+    {"id": 16, "name": "fish"},
+    {"id": 17, "name": "train"},
+    {"id": 18, "name": "horse"},
+    {"id": 19, "name": "turtle"},
+    {"id": 20, "name": "bear"},
+    {"id": 21, "name": "motorbike"},
+    {"id": 22, "name": "giraffe"},
+    {"id": 23, "name": "leopard"},
+    {"id": 24, "name": "fox"},
+    {"id": 25, "name": "deer"},
+    {"id": 26, "name": "owl"},
+    {"id": 27, "name": "surfboard"},
+    {"id": 28, "name": "airplane"},
+    {"id": 29, "name": "truck"},
+    {"id": 30, "name": "zebra"},
+    {"id": 31, "name": "tiger"},
+    {"id": 32, "name": "elephant"},
+    {"id": 33, "name": "snowboard"},
+    {"id": 34, "name": "boat"},
+    {"id": 35, "name": "shark"},
+    {"id": 36, "name": "mouse"},
+    {"id": 37, "name": "frog"},
+    {"id": 38, "name": "eagle"},
+    {"id": 39, "name": "earless_seal"},
+    {"id": 40, "name": "tennis_racket"},
+]
+
+# YouTube-VIS 2021: 40 categories, numbered alphabetically. Against 2019 it drops ape, eagle,
+# hand, owl, sedan and adds bird, car, flying_disc, squirrel, whale, so 2019 and 2021 ids differ.
+# YouTube-VIS 2022 uses the 2021 categories.
+YTVIS_2021_CATEGORIES = [
+    {"id": 1, "name": "airplane"},
+    {"id": 2, "name": "bear"},
+    {"id": 3, "name": "bird"},
+    {"id": 4, "name": "boat"},
+    {"id": 5, "name": "car"},
+    {"id": 6, "name": "cat"},
+    {"id": 7, "name": "cow"},
+    {"id": 8, "name": "deer"},
+    {"id": 9, "name": "dog"},
+    {"id": 10, "name": "duck"},
+    {"id": 11, "name": "earless_seal"},
+    {"id": 12, "name": "elephant"},
+    {"id": 13, "name": "fish"},
+    {"id": 14, "name": "flying_disc"},
+    {"id": 15, "name": "fox"},
+    {"id": 16, "name": "frog"},
+    {"id": 17, "name": "giant_panda"},
+    {"id": 18, "name": "giraffe"},
+    {"id": 19, "name": "horse"},
+    {"id": 20, "name": "leopard"},
+    {"id": 21, "name": "lizard"},
+    {"id": 22, "name": "monkey"},
+    {"id": 23, "name": "motorbike"},
+    {"id": 24, "name": "mouse"},
+    {"id": 25, "name": "parrot"},
+    {"id": 26, "name": "person"},
+    {"id": 27, "name": "rabbit"},
+    {"id": 28, "name": "shark"},
+    {"id": 29, "name": "skateboard"},
+    {"id": 30, "name": "snake"},
+    {"id": 31, "name": "snowboard"},
+    {"id": 32, "name": "squirrel"},
+    {"id": 33, "name": "surfboard"},
+    {"id": 34, "name": "tennis_racket"},
+    {"id": 35, "name": "tiger"},
+    {"id": 36, "name": "train"},
+    {"id": 37, "name": "truck"},
+    {"id": 38, "name": "turtle"},
+    {"id": 39, "name": "whale"},
+    {"id": 40, "name": "zebra"},
+]
+
+# YouTube-VIS 2021 category name -> (COCO 2017 category id, COCO category name), for the 21
+# categories that name the same thing in both sets (used to add COCO images of these categories
+# to video training, "multi-source data"). The seed paper counts 22 shared categories; the 22nd
+# is most likely "mouse", which is NOT mapped on purpose: in YouTube-VIS it is the animal, in
+# COCO (id 74) it is the computer mouse, so the names clash but the things differ.
+YTVIS_2021_TO_COCO = {
+    "airplane": (5, "airplane"),
+    "bear": (23, "bear"),
+    "bird": (16, "bird"),
+    "boat": (9, "boat"),
+    "car": (3, "car"),
+    "cat": (17, "cat"),
+    "cow": (21, "cow"),
+    "dog": (18, "dog"),
+    "elephant": (22, "elephant"),
+    "flying_disc": (34, "frisbee"),
+    "giraffe": (25, "giraffe"),
+    "horse": (19, "horse"),
+    "motorbike": (4, "motorcycle"),
+    "person": (1, "person"),
+    "skateboard": (41, "skateboard"),
+    "snowboard": (36, "snowboard"),
+    "surfboard": (42, "surfboard"),
+    "tennis_racket": (43, "tennis racket"),
+    "train": (7, "train"),
+    "truck": (8, "truck"),
+    "zebra": (24, "zebra"),
+}
+
+# OVIS (Occluded Video Instance Segmentation): 25 categories. "Vehical" is spelled as in the
+# official annotation files; keep it so names match the json.
+OVIS_CATEGORIES = [
+    {"id": 1, "name": "Person"},
+    {"id": 2, "name": "Bird"},
+    {"id": 3, "name": "Cat"},
+    {"id": 4, "name": "Dog"},
+    {"id": 5, "name": "Horse"},
+    {"id": 6, "name": "Sheep"},
+    {"id": 7, "name": "Cow"},
+    {"id": 8, "name": "Elephant"},
+    {"id": 9, "name": "Bear"},
+    {"id": 10, "name": "Zebra"},
+    {"id": 11, "name": "Giraffe"},
+    {"id": 12, "name": "Poultry"},
+    {"id": 13, "name": "Giant_panda"},
+    {"id": 14, "name": "Lizard"},
+    {"id": 15, "name": "Parrot"},
+    {"id": 16, "name": "Monkey"},
+    {"id": 17, "name": "Rabbit"},
+    {"id": 18, "name": "Tiger"},
+    {"id": 19, "name": "Fish"},
+    {"id": 20, "name": "Turtle"},
+    {"id": 21, "name": "Bicycle"},
+    {"id": 22, "name": "Motorcycle"},
+    {"id": 23, "name": "Airplane"},
+    {"id": 24, "name": "Boat"},
+    {"id": 25, "name": "Vehical"},
+]

@@ -1,0 +1,308 @@
+"""Shared pieces of the vis_d2 dataset mappers.
+
+* :func:`read_video_frame`: read frame ``i`` of a video record (contract 1), with clear errors for
+  a missing file and a resize (plus a warning) when a frame's size differs from the video's.
+* :func:`assign_track_ids`: give every annotation of a frame/image a ``"track_id"``.
+* :func:`annotations_to_tracked_instances`: detectron2 ``Instances`` (boxes, classes, masks,
+  track ids) from one frame's annotations after that frame's transforms.
+* :func:`transform_pair`: the one implementation of "augment a (key, reference) pair with the
+  same transform" used by both :class:`VideoPairDatasetMapper` and :class:`PseudoPairDatasetMapper`.
+"""
+import logging
+from typing import Dict, List, Optional, Sequence
+
+import numpy as np
+import pycocotools.mask as mask_util
+import torch
+from PIL import UnidentifiedImageError
+
+from detectron2.data import detection_utils as utils
+from detectron2.data import transforms as T
+from detectron2.structures import BitMasks, Boxes, Instances, PolygonMasks
+
+__all__ = [
+    "video_name",
+    "read_video_frame",
+    "check_video_record",
+    "annotated_frame_indices",
+    "assign_track_ids",
+    "annotations_to_tracked_instances",
+    "tight_boxes_from_masks",
+    "transform_pair",
+]
+
+logger = logging.getLogger(__name__)
+
+
+def video_name(record: dict) -> str:
+    """``"video <id> (<json_file>)"``, used in every error message about a record."""
+    json_file = record.get("json_file")
+    where = f" ({json_file})" if json_file else ""
+    return f"video {record.get('video_id')}{where}"
+
+
+def check_video_record(record: dict, need_annotations: bool = True) -> int:
+    """
+    Check that the per-frame lists of a video record (contract 1) agree and return its length.
+
+    Raises:
+        ValueError naming the video when "file_names" is missing, "length" disagrees with
+        ``len(file_names)``, or (``need_annotations``) ``len(annotations) != length``.
+    """
+    if "file_names" not in record:
+        raise ValueError(f"{video_name(record)}: record has no 'file_names' (not a video record)")
+    length = len(record["file_names"])
+    if "length" in record and int(record["length"]) != length:
+        raise ValueError(
+            f"{video_name(record)}: 'length'={record['length']} but it has {length} file_names"
+        )
+    if need_annotations and len(record.get("annotations", ())) != length:
+        raise ValueError(
+            f"{video_name(record)}: has {len(record.get('annotations', ()))} per-frame "
+            f"annotation lists for {length} frames"
+        )
+    return length
+
+
+def read_video_frame(record: dict, frame_idx: int, image_format: str) -> np.ndarray:
+    """
+    Read one frame of a video record.
+
+    Args:
+        record: a video record (contract 1): "file_names", "height", "width", "video_id".
+        frame_idx: index into ``record["file_names"]`` (0 <= frame_idx < length).
+        image_format: any format of :func:`detectron2.data.detection_utils.read_image`.
+
+    Returns:
+        np.ndarray HxWxC (H, W = the record's "height", "width"): uint8 for PIL formats/"BGR".
+        A frame whose file has another size is resized to the video size (with a warning),
+        because the annotations are in video coordinates.
+
+    Raises:
+        FileNotFoundError naming the file, the video id and the frame index;
+        ValueError for a file that is not a readable image.
+    """
+    file_name = record["file_names"][frame_idx]
+    where = f"{video_name(record)}, frame {frame_idx}"
+    try:
+        image = utils.read_image(file_name, format=image_format)
+    except FileNotFoundError as e:
+        raise FileNotFoundError(f"frame file '{file_name}' of {where} does not exist") from e
+    except UnidentifiedImageError as e:
+        raise ValueError(f"frame file '{file_name}' of {where} is not a readable image") from e
+    expected = (int(record["height"]), int(record["width"]))
+    if tuple(image.shape[:2]) != expected:
+        logger.warning(
+            f"Frame '{file_name}' of {where} is {image.shape[1]}x{image.shape[0]} (WxH) but the "
+            f"video is {expected[1]}x{expected[0]}; resizing it to the video size."
+        )
+        image = T.ResizeTransform(image.shape[0], image.shape[1], *expected).apply_image(image)
+    return image
+
+
+def annotated_frame_indices(record: dict) -> List[int]:
+    """Indices of the frames of a video record with at least one non-crowd instance."""
+    return [
+        i
+        for i, annos in enumerate(record.get("annotations", ()))
+        if any(a.get("iscrowd", 0) == 0 for a in annos)
+    ]
+
+
+def assign_track_ids(annos: Sequence[dict]) -> List[dict]:
+    """
+    Shallow copies of ``annos`` that all have a "track_id".
+
+    Kept as is when present (video annotations); otherwise the annotation's COCO "id" when
+    present, else its index in ``annos`` + 1 (images: each object is its own track, so a pseudo
+    reference made from the image keeps every object's id).
+    """
+    out = []
+    for i, a in enumerate(annos):
+        a = dict(a)
+        if "track_id" not in a:
+            a["track_id"] = int(a["id"]) if "id" in a else i + 1
+        out.append(a)
+    return out
+
+
+def tight_boxes_from_masks(masks, image_size) -> Boxes:
+    """
+    Tight XYXY boxes of the part of each mask that lies inside the image.
+
+    Args:
+        masks: BitMasks (N,H,W) or PolygonMasks (N instances, coordinates may leave the image).
+        image_size: (H, W) of the image the masks belong to.
+
+    Returns:
+        Boxes (N,4); all-zero (hence empty) for a mask with no pixel inside the image.
+    """
+    if isinstance(masks, BitMasks):
+        return masks.get_bounding_boxes()
+    h, w = image_size
+    boxes = np.zeros((len(masks), 4), dtype=np.float32)
+    for i, polygons in enumerate(masks.polygons):
+        # Rasterising clips to the image, unlike PolygonMasks.get_bounding_boxes().
+        rle = mask_util.merge(mask_util.frPyObjects([p.tolist() for p in polygons], h, w))
+        if mask_util.area(rle) > 0:
+            x, y, bw, bh = mask_util.toBbox(rle)
+            boxes[i] = (x, y, x + bw, y + bh)
+    return Boxes(torch.from_numpy(boxes))
+
+
+def _empty_masks(image_size, mask_format):
+    if mask_format == "polygon":
+        return PolygonMasks([])
+    return BitMasks(torch.zeros((0, *image_size), dtype=torch.bool))
+
+
+def annotations_to_tracked_instances(
+    annos: Sequence[dict],
+    transforms: T.Transform,
+    image_size,
+    *,
+    use_mask: bool,
+    mask_format: str,
+    recompute_boxes: bool = False,
+) -> Instances:
+    """
+    Instances of one frame from its non-crowd annotations (each with "track_id").
+
+    Args:
+        annos: annotation dicts in the frame's original coordinates (not modified).
+        transforms: the transforms that took the original frame to the output image.
+        image_size: (H, W) of the output image.
+        use_mask: build ``gt_masks`` (then every annotation must have "segmentation").
+        mask_format: "polygon" (PolygonMasks) or "bitmask" (BitMasks).
+        recompute_boxes: replace the transformed boxes by the tight boxes of the transformed
+            masks (after a rotation the transformed box corners are no longer tight).
+
+    Returns:
+        Instances with gt_boxes (Boxes, N), gt_classes (N, long), gt_track_ids (N, long) and,
+        with ``use_mask``, gt_masks (N masks, present even when N == 0); instances whose box
+        (or mask) is empty after the transforms are removed.
+    """
+    transformed = []
+    for a in annos:
+        a = dict(a)  # transform_instance_annotations writes into its argument
+        if not use_mask:
+            a.pop("segmentation", None)
+        transformed.append(utils.transform_instance_annotations(a, transforms, image_size))
+    instances = utils.annotations_to_instances(transformed, image_size, mask_format=mask_format)
+    instances.gt_track_ids = torch.tensor(
+        [int(a["track_id"]) for a in transformed], dtype=torch.int64
+    )
+    if use_mask:
+        if not instances.has("gt_masks"):  # no annotation in this frame
+            instances.gt_masks = _empty_masks(image_size, mask_format)
+        if recompute_boxes:
+            instances.gt_boxes = tight_boxes_from_masks(instances.gt_masks, image_size)
+    return utils.filter_empty_instances(instances)
+
+
+def _prepare_annotations(annos, frame_size, use_mask, mask_format, source) -> List[dict]:
+    """Non-crowd copies; uncompressed RLE compressed (detectron2 only decodes compressed RLE)."""
+    out = []
+    for a in annos:
+        if a.get("iscrowd", 0) != 0:
+            continue
+        if "track_id" not in a:
+            raise ValueError(
+                f"{source}: an annotation (category_id {a.get('category_id')}, bbox "
+                f"{a.get('bbox')}) has no 'track_id'"
+            )
+        a = dict(a)
+        segm = a.get("segmentation")
+        if use_mask and isinstance(segm, dict):
+            if mask_format == "polygon":
+                raise ValueError(
+                    f"{source}: instance {a.get('track_id')} has an RLE segmentation, which "
+                    "needs INPUT.MASK_FORMAT='bitmask' (it is 'polygon')"
+                )
+            if list(segm.get("size", ())) != list(frame_size):
+                raise ValueError(
+                    f"{source}: segmentation of instance {a.get('track_id')} has size "
+                    f"{segm.get('size')} but the frame is {list(frame_size)} (HxW)"
+                )
+            if isinstance(segm["counts"], list):
+                a["segmentation"] = mask_util.frPyObjects(segm, *segm["size"])
+        out.append(a)
+    return out
+
+
+def transform_pair(
+    key_image: np.ndarray,
+    key_annos: Sequence[dict],
+    ref_image: np.ndarray,
+    ref_annos: Sequence[dict],
+    *,
+    augmentations: T.AugmentationList,
+    ref_augmentations: Optional[T.AugmentationList] = None,
+    use_instance_mask: bool,
+    mask_format: str,
+    source: str,
+) -> Dict[str, object]:
+    """
+    Augment a (key, reference) pair so that both frames see the same geometry.
+
+    ``augmentations`` is sampled once, on the key frame, and the resulting transform is applied
+    to the reference too. With ``ref_augmentations`` (pseudo pairs), the reference first goes
+    through them alone (e.g. a random affine); its boxes are then recomputed from its masks.
+
+    Args:
+        key_image, ref_image: HxWxC arrays of the same size (video size for videos).
+        key_annos, ref_annos: the frames' annotations (dicts with "track_id"), original coords.
+            Crowd annotations are dropped.
+        use_instance_mask: cfg.MODEL.MASK_ON. Masks are used only when every non-crowd
+            annotation of both frames has a "segmentation".
+        mask_format: cfg.INPUT.MASK_FORMAT.
+        source: names the video/image in error messages.
+
+    Returns:
+        dict with "image", "ref_image" (uint8 tensors CxH'xW'), "instances", "ref_instances"
+        (see :func:`annotations_to_tracked_instances`) and "has_mask" (bool: whether gt_masks
+        are present).
+    """
+    if key_image.shape[:2] != ref_image.shape[:2]:
+        raise ValueError(
+            f"{source}: key frame is {key_image.shape[:2]} but reference is {ref_image.shape[:2]}"
+        )
+    frame_size = key_image.shape[:2]
+    key_annos = _prepare_annotations(key_annos, frame_size, use_instance_mask, mask_format, source)
+    ref_annos = _prepare_annotations(ref_annos, frame_size, use_instance_mask, mask_format, source)
+    # Box-only data (e.g. OpenImages without masks) trains detection and tracking only.
+    has_mask = bool(use_instance_mask) and all(
+        "segmentation" in a for a in key_annos + ref_annos
+    )
+
+    ref_pre = None
+    if ref_augmentations is not None:
+        ref_input = T.AugInput(ref_image)
+        ref_pre = ref_augmentations(ref_input)
+        ref_image = ref_input.image
+
+    key_input = T.AugInput(key_image)
+    transforms = augmentations(key_input)
+    key_image = key_input.image
+    ref_image = transforms.apply_image(ref_image)
+    image_size = key_image.shape[:2]
+
+    instances = annotations_to_tracked_instances(
+        key_annos, transforms, image_size, use_mask=has_mask, mask_format=mask_format
+    )
+    ref_transforms = transforms if ref_pre is None else ref_pre + transforms
+    ref_instances = annotations_to_tracked_instances(
+        ref_annos,
+        ref_transforms,
+        image_size,
+        use_mask=has_mask,
+        mask_format=mask_format,
+        recompute_boxes=ref_pre is not None and has_mask,
+    )
+    return {
+        "image": torch.as_tensor(np.ascontiguousarray(key_image.transpose(2, 0, 1))),
+        "instances": instances,
+        "ref_image": torch.as_tensor(np.ascontiguousarray(ref_image.transpose(2, 0, 1))),
+        "ref_instances": ref_instances,
+        "has_mask": has_mask,
+    }

@@ -1,0 +1,419 @@
+"""YouTube-VIS json format -> vis_d2 video records.
+
+YouTube-VIS 2019/2021/2022 and OVIS share one json format::
+
+    {"videos":      [{"id", "file_names": [str] * length, "height", "width", "length"}, ...],
+     "categories":  [{"id", "name"}, ...],
+     "annotations": [{"id", "video_id", "category_id", "iscrowd",
+                      "segmentations": [polygons | RLE | null] * length,
+                      "bboxes": [[x, y, w, h] | null] * length,
+                      "areas": [float | null] * length}, ...]}   # absent/null on test splits
+
+:func:`load_ytvis_json` turns it into one *video record* per video (the shared data contract):
+per-frame lists of instances, each carrying its track id (the json annotation id) and a
+contiguous category id. Frame files are not touched at load time; :func:`read_frame` reads one
+frame and reports a missing file precisely.
+"""
+import json
+import logging
+import os
+from typing import Any, Dict, List, Optional
+
+import numpy as np
+import pycocotools.mask as mask_util
+from fvcore.common.timer import Timer
+
+from detectron2.data import DatasetCatalog, MetadataCatalog
+from detectron2.data.detection_utils import read_image
+from detectron2.structures import BoxMode
+from detectron2.utils.file_io import PathManager
+
+__all__ = [
+    "YTVISFormatError",
+    "categories_to_metadata",
+    "load_ytvis_json",
+    "read_frame",
+    "register_ytvis_instances",
+]
+
+logger = logging.getLogger(__name__)
+
+_VIDEO_KEYS = ("id", "file_names", "height", "width", "length")
+# "bboxes" is optional (derived from the masks when absent), "iscrowd" defaults to 0, "areas" is
+# not needed by the records.
+_ANNOTATION_KEYS = ("id", "video_id", "category_id", "segmentations")
+
+
+class YTVISFormatError(ValueError):
+    """A YouTube-VIS json (or a frame it points to) does not follow the format.
+
+    The message names the json file and the video / annotation / field at fault.
+    """
+
+
+def categories_to_metadata(categories: List[Dict[str, Any]]) -> Dict[str, Any]:
+    """
+    Args:
+        categories: ``[{"id": int, "name": str}, ...]`` in any order.
+
+    Returns:
+        dict with ``thing_classes`` (names sorted by json id: contiguous order) and
+        ``thing_dataset_id_to_contiguous_id`` ({json id: contiguous id}).
+    """
+    cats = sorted(categories, key=lambda c: c["id"])
+    return {
+        "thing_classes": [c["name"] for c in cats],
+        "thing_dataset_id_to_contiguous_id": {c["id"]: i for i, c in enumerate(cats)},
+    }
+
+
+def _require(obj, keys, where: str, json_file: str):
+    if not isinstance(obj, dict):
+        raise YTVISFormatError(f"{json_file}: {where} must be a dict, got {type(obj).__name__}")
+    for k in keys:
+        if k not in obj:
+            raise YTVISFormatError(f"{json_file}: {where} has no '{k}' key")
+
+
+def _parse_categories(data, json_file):
+    if "categories" not in data:
+        raise YTVISFormatError(f"{json_file}: the json has no 'categories' key")
+    cats = data["categories"]
+    if not isinstance(cats, list) or len(cats) == 0:
+        raise YTVISFormatError(f"{json_file}: 'categories' must be a non-empty list")
+    seen = set()
+    for i, c in enumerate(cats):
+        _require(c, ("id", "name"), f"categories[{i}]", json_file)
+        if c["id"] in seen:
+            raise YTVISFormatError(f"{json_file}: category id {c['id']} appears twice")
+        seen.add(c["id"])
+    return categories_to_metadata(cats)
+
+
+def _parse_video(video, index, image_root, json_file):
+    where = f"videos[{index}]"
+    if isinstance(video, dict) and "id" in video:
+        where += f" (video {video['id']})"
+    _require(video, _VIDEO_KEYS, where, json_file)
+    vid = video["id"]
+    file_names = video["file_names"]
+    if not isinstance(file_names, list) or not all(isinstance(f, str) for f in file_names):
+        raise YTVISFormatError(f"{json_file}: video {vid}: 'file_names' must be a list of str")
+    h, w, length = video["height"], video["width"], video["length"]
+    for key, val in (("height", h), ("width", w), ("length", length)):
+        if not isinstance(val, int) or isinstance(val, bool) or val <= 0:
+            raise YTVISFormatError(
+                f"{json_file}: video {vid}: '{key}' must be a positive int, got {val!r}"
+            )
+    if length != len(file_names):
+        raise YTVISFormatError(
+            f"{json_file}: video {vid}: 'length' is {length} "
+            f"but 'file_names' has {len(file_names)} entries"
+        )
+    return {
+        "video_id": vid,
+        # Frames stay in json order: the json's order is the temporal order.
+        "file_names": [os.path.join(image_root, f) for f in file_names],
+        "height": h,
+        "width": w,
+        "length": length,
+        "annotations": [[] for _ in range(length)],
+        "json_file": json_file,
+    }
+
+
+def _convert_segmentation(segm, height, width, where, json_file):
+    """
+    Returns None (no mask in this frame), a list of polygons (degenerate ones dropped), or a
+    compressed RLE dict {"size": [h, w], "counts": str}.
+    """
+    if segm is None:
+        return None
+    if isinstance(segm, dict):
+        if "size" not in segm or "counts" not in segm:
+            raise YTVISFormatError(
+                f"{json_file}: {where}: RLE segmentation needs 'size' and 'counts'"
+            )
+        size = list(segm["size"])
+        if size != [height, width]:
+            raise YTVISFormatError(
+                f"{json_file}: {where}: mask size {size} differs from the video size "
+                f"[{height}, {width}]"
+            )
+        counts = segm["counts"]
+        if isinstance(counts, list):
+            # Uncompressed RLE: the run lengths must cover the frame exactly, otherwise decoding
+            # would silently give a shifted or truncated mask.
+            if sum(counts) != height * width:
+                raise YTVISFormatError(
+                    f"{json_file}: {where}: uncompressed RLE counts sum to {sum(counts)}, "
+                    f"expected height*width = {height * width}"
+                )
+            # Convert to compressed so downstream code sees one RLE form.
+            rle = mask_util.frPyObjects(segm, height, width)
+            counts = rle["counts"]
+        if isinstance(counts, bytes):
+            counts = counts.decode("ascii")
+        if not isinstance(counts, str):
+            raise YTVISFormatError(
+                f"{json_file}: {where}: RLE 'counts' must be a list, str or bytes, "
+                f"got {type(counts).__name__}"
+            )
+        return {"size": [height, width], "counts": counts}
+    if isinstance(segm, list):
+        if len(segm) > 0 and not all(isinstance(p, list) for p in segm):
+            raise YTVISFormatError(
+                f"{json_file}: {where}: polygons must be a list of [x1, y1, x2, y2, ...] lists"
+            )
+        polys = []
+        for p in segm:
+            if len(p) % 2 != 0:
+                raise YTVISFormatError(
+                    f"{json_file}: {where}: a polygon has an odd number ({len(p)}) of coordinates"
+                )
+            # Fewer than 3 points encloses no area; detectron2's load_coco_json drops these too.
+            if len(p) >= 6:
+                polys.append([float(x) for x in p])
+        return polys if polys else None
+    raise YTVISFormatError(
+        f"{json_file}: {where}: segmentation must be polygons, an RLE dict or null, "
+        f"got {type(segm).__name__}"
+    )
+
+
+def _bbox_from_segmentation(segm, height, width):
+    if isinstance(segm, dict):
+        rle = segm
+    else:
+        rle = mask_util.merge(mask_util.frPyObjects(segm, height, width))
+    return [float(x) for x in mask_util.toBbox(rle)]
+
+
+def _set_metadata(dataset_name, values, json_file):
+    """Set metadata; a value conflicting with the registered one is a clear error (detectron2
+    would raise a bare AssertionError)."""
+    meta = MetadataCatalog.get(dataset_name)
+    for key in ("thing_classes", "thing_dataset_id_to_contiguous_id", "has_gt"):
+        old = meta.get(key)
+        if old is not None and old != values[key]:
+            raise YTVISFormatError(
+                f"{json_file}: '{key}' from this json ({values[key]}) differs from the metadata "
+                f"registered for dataset '{dataset_name}' ({old}). Register the json under another "
+                f"name with vis_d2.data.register_ytvis_instances."
+            )
+    for key, val in values.items():
+        if meta.get(key) is None:
+            setattr(meta, key, val)
+
+
+def load_ytvis_json(json_file, image_root, dataset_name: Optional[str] = None) -> List[dict]:
+    """
+    Load a YouTube-VIS format json (YouTube-VIS 2019/2021/2022, OVIS, synthvis).
+
+    Args:
+        json_file (str): path of the json (any PathManager path).
+        image_root (str or path-like): directory the json's ``file_names`` are relative to.
+        dataset_name (str or None): if given, sets the dataset's metadata: ``thing_classes``
+            (contiguous order = sorted by json category id), ``thing_dataset_id_to_contiguous_id``,
+            ``json_file``, ``image_root``, ``evaluator_type="ytvis"``, ``has_gt``.
+
+    Returns:
+        list[dict]: one video record per video, in json order::
+
+            {"video_id", "file_names": [str] * length, "height", "width", "length",
+             "annotations": [[{"track_id", "category_id" (contiguous), "iscrowd", "bbox",
+                               "bbox_mode": BoxMode.XYWH_ABS, "segmentation"?}, ...]] * length,
+             "has_gt": bool, "json_file": str}
+
+        A frame's bbox that is null in the json while its mask is not is computed from the mask.
+        An instance is left out of the frames where both its mask and bbox are null. Masks are
+        polygons or compressed RLE with str counts. Splits without annotations (valid/test of
+        the benchmarks: key absent, null or an empty list) give empty per-frame lists and
+        ``has_gt=False``.
+
+    Raises:
+        YTVISFormatError: on any format violation, naming the file and the video/annotation.
+    """
+    json_file = os.fspath(json_file)
+    image_root = os.fspath(image_root)
+    timer = Timer()
+    with PathManager.open(json_file, "r") as f:
+        try:
+            data = json.load(f)
+        except json.JSONDecodeError as e:
+            raise YTVISFormatError(f"{json_file}: not valid json: {e}") from e
+    if timer.seconds() > 1:
+        logger.info("Loading {} takes {:.2f} seconds.".format(json_file, timer.seconds()))
+    timer.reset()
+
+    if not isinstance(data, dict):
+        raise YTVISFormatError(
+            f"{json_file}: the top level must be a dict, got {type(data).__name__}"
+        )
+    cat_meta = _parse_categories(data, json_file)
+    id_map = cat_meta["thing_dataset_id_to_contiguous_id"]
+    if "videos" not in data:
+        raise YTVISFormatError(f"{json_file}: the json has no 'videos' key")
+    if not isinstance(data["videos"], list):
+        raise YTVISFormatError(f"{json_file}: 'videos' must be a list")
+
+    records: Dict[Any, dict] = {}
+    for i, video in enumerate(data["videos"]):
+        rec = _parse_video(video, i, image_root, json_file)
+        if rec["video_id"] in records:
+            raise YTVISFormatError(f"{json_file}: video id {rec['video_id']} appears twice")
+        records[rec["video_id"]] = rec
+
+    annotations = data.get("annotations")
+    if annotations is not None and not isinstance(annotations, list):
+        raise YTVISFormatError(f"{json_file}: 'annotations' must be a list or null")
+    # An empty list is treated like a missing one: there is nothing to score against, and
+    # ground-truth-free benchmark jsons are written either way.
+    has_gt = bool(annotations)
+    num_instances = num_dropped_polygons = 0
+    seen_ids = set()
+    for i, anno in enumerate(annotations or []):
+        where = f"annotations[{i}]"
+        if isinstance(anno, dict) and "id" in anno:
+            where += f" (annotation {anno['id']})"
+        _require(anno, _ANNOTATION_KEYS, where, json_file)
+        aid, vid, cid = anno["id"], anno["video_id"], anno["category_id"]
+        if aid in seen_ids:
+            raise YTVISFormatError(f"{json_file}: annotation id {aid} appears twice")
+        seen_ids.add(aid)
+        if vid not in records:
+            raise YTVISFormatError(f"{json_file}: annotation {aid}: unknown video_id {vid}")
+        if cid not in id_map:
+            raise YTVISFormatError(
+                f"{json_file}: annotation {aid} (video {vid}): unknown category_id {cid} "
+                f"(categories: {sorted(id_map)})"
+            )
+        rec = records[vid]
+        h, w, length = rec["height"], rec["width"], rec["length"]
+        segs = anno["segmentations"]
+        if not isinstance(segs, list) or len(segs) != length:
+            got = len(segs) if isinstance(segs, list) else type(segs).__name__
+            raise YTVISFormatError(
+                f"{json_file}: annotation {aid} (video {vid}): 'segmentations' has {got} entries, "
+                f"the video has length {length}"
+            )
+        bboxes = anno.get("bboxes")
+        if bboxes is None:
+            bboxes = [None] * length
+        elif not isinstance(bboxes, list) or len(bboxes) != length:
+            got = len(bboxes) if isinstance(bboxes, list) else type(bboxes).__name__
+            raise YTVISFormatError(
+                f"{json_file}: annotation {aid} (video {vid}): 'bboxes' has {got} entries, "
+                f"the video has length {length}"
+            )
+        iscrowd = int(anno.get("iscrowd", 0) or 0)
+        contiguous_id = id_map[cid]
+        for t in range(length):
+            frame_where = f"annotation {aid} (video {vid}) frame {t}"
+            segm = _convert_segmentation(segs[t], h, w, frame_where, json_file)
+            if segm is None and segs[t] is not None:
+                num_dropped_polygons += 1
+            bbox = bboxes[t]
+            if segm is None and bbox is None:
+                continue  # the instance is not in this frame
+            if bbox is None:
+                bbox = _bbox_from_segmentation(segm, h, w)
+            else:
+                if not isinstance(bbox, (list, tuple)) or len(bbox) != 4:
+                    raise YTVISFormatError(
+                        f"{json_file}: {frame_where}: bbox must be [x, y, w, h], got {bbox!r}"
+                    )
+                bbox = [float(x) for x in bbox]
+            obj = {
+                "track_id": aid,
+                "category_id": contiguous_id,
+                "iscrowd": iscrowd,
+                "bbox": bbox,
+                "bbox_mode": BoxMode.XYWH_ABS,
+            }
+            if segm is not None:
+                obj["segmentation"] = segm
+            rec["annotations"][t].append(obj)
+        num_instances += 1
+
+    out = list(records.values())
+    for rec in out:
+        rec["has_gt"] = has_gt
+    if num_dropped_polygons:
+        logger.warning(
+            f"{json_file}: {num_dropped_polygons} frame masks had only degenerate polygons "
+            "(< 3 points) and were dropped."
+        )
+    logger.info(
+        "Loaded {} videos ({} frames, {}) in YouTube-VIS format from {} in {:.2f} s".format(
+            len(out),
+            sum(r["length"] for r in out),
+            f"{num_instances} instances" if has_gt else "no ground truth",
+            json_file,
+            timer.seconds(),
+        )
+    )
+
+    if dataset_name is not None:
+        values = dict(cat_meta, json_file=json_file, image_root=image_root, has_gt=has_gt)
+        _set_metadata(dataset_name, dict(values, evaluator_type="ytvis"), json_file)
+    return out
+
+
+def read_frame(record: dict, frame_idx: int, format: str = "BGR") -> np.ndarray:
+    """
+    Read one frame of a video record.
+
+    Args:
+        record: a video record from :func:`load_ytvis_json`.
+        frame_idx: index in ``record["file_names"]``.
+        format: an image format of :func:`detectron2.data.detection_utils.read_image`.
+
+    Returns:
+        np.ndarray: (H, W, 3) uint8 image for "BGR"/"RGB", H and W as in the record.
+
+    Raises:
+        FileNotFoundError: naming the file, the video id and the frame index.
+        IndexError: frame_idx out of range.
+        YTVISFormatError: the image size differs from the record's height/width.
+    """
+    vid = record.get("video_id")
+    src = record.get("json_file", "<unknown json>")
+    n = len(record["file_names"])
+    if not 0 <= frame_idx < n:
+        raise IndexError(f"{src}: video {vid}: frame index {frame_idx} out of range [0, {n})")
+    file_name = record["file_names"][frame_idx]
+    if not PathManager.exists(file_name):
+        raise FileNotFoundError(
+            f"{src}: video {vid}: frame {frame_idx} file does not exist: {file_name}"
+        )
+    image = read_image(file_name, format=format)
+    expected = (record["height"], record["width"])
+    if tuple(image.shape[:2]) != expected:
+        raise YTVISFormatError(
+            f"{src}: video {vid}: frame {frame_idx} ({file_name}) is "
+            f"{image.shape[0]}x{image.shape[1]} (HxW), the json says {expected[0]}x{expected[1]}"
+        )
+    return image
+
+
+def register_ytvis_instances(name: str, metadata: dict, json_file, image_root) -> None:
+    """
+    Register a YouTube-VIS format dataset (lazily: the json is read on ``DatasetCatalog.get``).
+
+    Args:
+        name: dataset name, e.g. "my_videos_train".
+        metadata: extra metadata (e.g. ``thing_classes``, ``thing_dataset_id_to_contiguous_id``,
+            ``has_gt``); may be empty, the loader fills in what the json tells.
+        json_file, image_root: as in :func:`load_ytvis_json`.
+    """
+    if not isinstance(name, str) or not name:
+        raise TypeError(f"dataset name must be a non-empty str, got {name!r}")
+    for arg in (json_file, image_root):
+        if not isinstance(arg, (str, os.PathLike)):
+            raise TypeError(f"json_file and image_root must be paths, got {arg!r}")
+    json_file, image_root = os.fspath(json_file), os.fspath(image_root)
+    DatasetCatalog.register(name, lambda: load_ytvis_json(json_file, image_root, name))
+    MetadataCatalog.get(name).set(
+        **{"evaluator_type": "ytvis", **metadata, "json_file": json_file, "image_root": image_root}
+    )

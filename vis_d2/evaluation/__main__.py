@@ -1,0 +1,43 @@
+"""Score a YouTube-VIS results file against a ground-truth json.
+
+    python -m vis_d2.evaluation --gt valid_gt.json --results results.json [--json]
+
+Prints a table of AP, AP50, AP75, APs, APm, APl, AR1, AR10 (fractions in [0, 1], "-" where
+there is no ground truth), or with ``--json`` one JSON object with those eight keys (-1 where
+there is no ground truth). A malformed file exits with status 2 and a message naming it.
+"""
+import argparse
+import json
+import sys
+import time
+
+from .ytvis_eval import YTVISFormatError, evaluate_ytvis, format_metrics_table
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m vis_d2.evaluation",
+        description="YouTube-VIS 2019/2021 video mask AP of a results file.")
+    parser.add_argument("--gt", required=True, help="ground-truth json (YouTube-VIS format)")
+    parser.add_argument("--results", required=True,
+                        help="results json: [{video_id, category_id, score, segmentations}]")
+    parser.add_argument("--json", action="store_true",
+                        help="print one JSON object with the eight metrics instead of a table")
+    args = parser.parse_args(argv)
+
+    start = time.perf_counter()
+    try:
+        metrics = evaluate_ytvis(args.gt, args.results)
+    except (YTVISFormatError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(metrics))
+    else:
+        print(format_metrics_table(metrics))
+        print(f"({time.perf_counter() - start:.2f}s)", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
