@@ -1,0 +1,103 @@
+"""Tracks -> video predictions (data contract 3), the format the YouTube-VIS evaluator reads."""
+from typing import Dict, List, Optional, Sequence, Union
+
+import pycocotools.mask as mask_util
+
+from .bitrack import is_config, track_video
+from .frame_detections import FrameDetections, TrackingInputError
+from .online_tracker import OnlineTracker, Tracklet
+
+__all__ = ["tracklets_to_predictions", "predict_video"]
+
+
+def _json_rle(rle: Dict) -> Dict:
+    """The cached RLE itself when its counts are already a str; else a compressed copy with
+    str counts (contract 3), from bytes counts or an uncompressed (list) RLE."""
+    counts = rle["counts"]
+    if isinstance(counts, str):
+        return rle
+    if isinstance(counts, list):
+        h, w = rle["size"]
+        rle = mask_util.frPyObjects(rle, h, w)
+        counts = rle["counts"]
+    rle = dict(rle)
+    rle["counts"] = counts.decode("ascii")
+    return rle
+
+
+def tracklets_to_predictions(tracklets: Sequence[Tracklet], frames: Sequence[FrameDetections],
+                             video_id: int, length: int, label_voting: bool,
+                             score_weighted: bool) -> List[Dict]:
+    """One prediction per track.
+
+    Args:
+        tracklets: the video's tracks (from OnlineTracker.track, bitrack or track_video).
+        frames: the cached FrameDetections the tracks index into (len == length).
+        video_id: the video's id.
+        length: number of frames of the video.
+        label_voting: with label voting the category vote may be score-weighted.
+        score_weighted: vote with summed scores instead of counts (only with label_voting).
+
+    Returns:
+        list of ``{"video_id", "category_id" (contiguous), "score" (mean per-frame score),
+        "segmentations": [RLE dict or None] * length}``, sorted by score descending (stable:
+        equal scores keep the tracks' order). The RLEs are the cached ones; one whose "counts"
+        is bytes or an uncompressed list is replaced by a compressed copy with str counts.
+    """
+    length = int(length)
+    if len(frames) != length:
+        raise TrackingInputError(
+            f"tracklets_to_predictions: video {video_id} has length {length} but "
+            f"{len(frames)} cached frames")
+    preds = []
+    for trk in tracklets:
+        if len(trk) == 0:
+            continue
+        segs: List[Optional[Dict]] = [None] * length
+        for t, d in trk.items():
+            if not 0 <= t < length:
+                raise TrackingInputError(
+                    f"tracklets_to_predictions: video {video_id}: track {trk.track_id} has "
+                    f"frame {t} outside 0..{length - 1}")
+            masks = frames[t].masks
+            if not 0 <= d.det < len(masks):
+                raise TrackingInputError(
+                    f"tracklets_to_predictions: video {video_id}: track {trk.track_id} refers "
+                    f"to detection {d.det} of frame {t}, which has {len(masks)} detections")
+            segs[t] = _json_rle(masks[d.det])
+        category, score = trk.category_and_score(label_voting, score_weighted)
+        preds.append({"video_id": int(video_id), "category_id": int(category),
+                      "score": float(score), "segmentations": segs})
+    preds.sort(key=lambda p: -p["score"])
+    return preds
+
+
+def predict_video(frames: Sequence[FrameDetections],
+                  cfg_or_args: Union[object, dict, OnlineTracker], video_id: int, bitrack: Optional[bool] = None) -> List[Dict]:
+    """Track one cached video and return its predictions (contract 3).
+
+    Args:
+        frames: the video's T cached FrameDetections.
+        cfg_or_args: as for :func:`vis_d2.tracking.track_video`; the label-voting settings
+            are the tracker's (MODEL.VIS.TRACKER.LABEL_VOTING / LABEL_VOTE_SCORE_WEIGHTED).
+        video_id: the video's id.
+        bitrack: override MODEL.VIS.TRACKER.BITRACK.
+    """
+    if isinstance(cfg_or_args, OnlineTracker):
+        tracker = cfg_or_args
+    elif is_config(cfg_or_args):
+        tracker = None
+    elif isinstance(cfg_or_args, dict):
+        tracker = OnlineTracker(**cfg_or_args)
+    else:
+        raise TrackingInputError(
+            f"predict_video: cfg_or_args must be a config, a dict of OnlineTracker arguments "
+            f"or an OnlineTracker, got {type(cfg_or_args).__name__}")
+    tracklets = track_video(frames, tracker if tracker is not None else cfg_or_args, bitrack)
+    if tracker is None:
+        t = cfg_or_args.MODEL.VIS.TRACKER
+        label_voting, weighted = bool(t.LABEL_VOTING), bool(t.LABEL_VOTE_SCORE_WEIGHTED)
+    else:
+        label_voting, weighted = tracker.label_voting, tracker.label_vote_score_weighted
+    return tracklets_to_predictions(tracklets, frames, video_id, len(frames),
+                                    label_voting, weighted)
