@@ -33,6 +33,8 @@ __all__ = [
     "UnknownDatasetError",
     "check_dataset_registered",
     "verify_datasets",
+    "check_dataset_registered",
+    "verify_datasets",
     "get_dataset_dicts_by_name",
     "is_video_dataset",
     "get_vis_train_dataset_dicts",
@@ -49,6 +51,31 @@ class UnknownDatasetError(KeyError, ValueError):
 
     def __str__(self) -> str:  # KeyError would print the repr of the message
         return str(self.args[0]) if self.args else ""
+
+
+def check_dataset_registered(name: str, field: str = "") -> None:
+    """Raise :class:`UnknownDatasetError` listing the closest registered names when ``name``
+    is not registered (``field``, e.g. "DATASETS.TRAIN", says where the name came from)."""
+    registered = DatasetCatalog.list()
+    if name not in registered:
+        close = difflib.get_close_matches(name, registered, n=5, cutoff=0.5)
+        hint = (
+            f"did you mean one of {close}?"
+            if close
+            else f"no registered name is close to it ({len(registered)} datasets are registered)"
+        )
+        where = f" (in {field})" if field else ""
+        raise UnknownDatasetError(
+            f"Dataset '{name}'{where} is not registered; {hint} (vis_d2's datasets are "
+            "registered by `import vis_d2`)"
+        )
+
+
+def verify_datasets(cfg) -> None:
+    """Check every name in DATASETS.TRAIN and DATASETS.TEST before any work starts."""
+    for field in ("TRAIN", "TEST"):
+        for name in cfg.DATASETS.get(field):
+            check_dataset_registered(name, f"DATASETS.{field}")
 
 
 def check_dataset_registered(name: str, field: str = "") -> None:

@@ -1,0 +1,106 @@
+"""VideoRCNN: track head loss on a hand-made case, the 6-level FPN, a training step on frame
+pairs (with and without masks) and per-frame inference outputs."""
+import math
+
+import pytest
+import torch
+
+from detectron2.modeling import build_backbone, build_model
+from detectron2.structures import BitMasks, Boxes, Instances
+from detectron2.utils.events import EventStorage
+
+import vis_d2  # noqa: F401
+from vis_d2.config import get_vis_cfg
+from vis_d2.modeling.track_head import track_embedding_loss, track_logits, track_targets
+
+
+def test_track_targets_and_logits():
+    key_ids = torch.tensor([5, 7, 9])
+    ref_ids = torch.tensor([7, 5])
+    # slot j >= 1 <=> reference instance j-1; 9 is not in the reference frame -> slot 0
+    assert track_targets(key_ids, ref_ids).tolist() == [2, 1, 0]
+    assert track_targets(key_ids, torch.tensor([], dtype=torch.long)).tolist() == [0, 0, 0]
+    logits = track_logits(torch.tensor([[1.0, 0.0]]), torch.tensor([[0.0, 3.0], [2.0, 0.0]]))
+    assert logits.tolist() == [[0.0, 0.0, 2.0]]
+
+
+def test_track_loss_hand_computed():
+    key = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
+    ref = torch.tensor([[0.0, 3.0], [2.0, 0.0]])  # ids 7, 5
+    loss = track_embedding_loss([key], [torch.tensor([5, 7, 9])], [ref], [torch.tensor([7, 5])])
+    # e1 -> logits [0, 0, 2], target 2; e2 -> [0, 3, 0], target 1; e3 -> [0, 3, 2], target 0
+    l1 = math.log(2 + math.e ** 2) - 2
+    l2 = math.log(2 + math.e ** 3) - 3
+    l3 = math.log(1 + math.e ** 3 + math.e ** 2) - 0
+    assert loss.item() == pytest.approx((l1 + l2 + l3) / 3, rel=1e-6)
+
+
+def test_track_loss_without_positives_is_zero_with_gradient():
+    key = torch.zeros(0, 4, requires_grad=True)
+    ref = torch.randn(2, 4, requires_grad=True)
+    loss = track_embedding_loss([key], [torch.zeros(0, dtype=torch.long)], [ref], [torch.tensor([1, 2])])
+    assert loss.item() == 0.0
+    loss.backward()
+    assert ref.grad is not None and float(ref.grad.abs().sum()) == 0.0
+
+
+def _cfg(*opts):
+    return get_vis_cfg("configs/synthvis/R18_demo.yaml", ["MODEL.DEVICE", "cpu", *opts])
+
+
+@pytest.mark.parametrize("p7,levels", [(True, ["p2", "p3", "p4", "p5", "p6", "p7"]),
+                                       (False, ["p2", "p3", "p4", "p5", "p6"])])
+def test_fpn_levels(p7, levels):
+    cfg = _cfg("MODEL.VIS.FPN_P7", str(p7))
+    backbone = build_backbone(cfg)
+    out = backbone(torch.zeros(1, 3, 128, 128))
+    assert sorted(out) == levels
+    strides = {k: 128 // v.shape[-1] for k, v in out.items()}
+    assert strides == {f"p{i}": 2 ** i for i in range(2, 2 + len(levels))}
+
+
+def _instances(offset, ids, with_masks=True, size=(96, 128)):
+    inst = Instances(size)
+    boxes = torch.tensor([[8.0 + offset, 8, 40 + offset, 48], [60, 40, 100, 80]])
+    inst.gt_boxes = Boxes(boxes)
+    inst.gt_classes = torch.tensor([1, 2])
+    inst.gt_track_ids = torch.tensor(ids)
+    if with_masks:
+        m = torch.zeros(2, *size, dtype=torch.bool)
+        for k, (x0, y0, x1, y1) in enumerate(boxes.int().tolist()):
+            m[k, y0:y1, x0:x1] = True
+        inst.gt_masks = BitMasks(m)
+    return inst
+
+
+def _pair(with_masks=True):
+    img = torch.randint(0, 255, (3, 96, 128), dtype=torch.uint8)
+    return {"image": img, "instances": _instances(0, [1, 2], with_masks),
+            "ref_image": img, "ref_instances": _instances(4, [2, 1], with_masks)}
+
+
+def test_training_step_and_inference_outputs():
+    torch.manual_seed(0)
+    cfg = _cfg()
+    model = build_model(cfg)
+    model.train()
+    with EventStorage(0):
+        losses = model([_pair(), _pair(with_masks=False)])
+    assert {"loss_cls", "loss_box_reg", "loss_mask", "loss_track", "loss_rpn_cls", "loss_rpn_loc"} <= set(losses)
+    assert all(torch.isfinite(v) for v in losses.values())
+    sum(losses.values()).backward()
+    assert model.roi_heads.track_head.fcs[0].weight.grad.abs().sum() > 0
+
+    # a batch whose images all lack masks still gives a (zero) mask loss with a graph
+    with EventStorage(0):
+        losses = model([_pair(with_masks=False)])
+    assert losses["loss_mask"].item() == 0.0 and losses["loss_mask"].requires_grad
+
+    model.eval()
+    with torch.no_grad():
+        out = model([{"image": torch.randint(0, 255, (3, 96, 128), dtype=torch.uint8),
+                      "height": 192, "width": 256}])
+    inst = out[0]["instances"]
+    assert inst.image_size == (192, 256)
+    assert inst.pred_embeds.shape == (len(inst), cfg.MODEL.VIS.TRACK_HEAD.EMBED_DIM)
+    assert inst.pred_masks.shape[1:] == (192, 256)

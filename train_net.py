@@ -1,0 +1,57 @@
+#!/usr/bin/env python
+"""Train / evaluate vis_d2 models, in detectron2's usual form.
+
+    python train_net.py --config-file configs/synthvis/R18_demo.yaml
+    python train_net.py --config-file ... --eval-only MODEL.WEIGHTS output/demo/model_final.pth
+    python train_net.py --config-file ... --resume
+    python train_net.py --config-file ... --num-gpus 8                  # DDP through detectron2's launch
+    python train_net.py --config-file ... --num-gpus 2 MODEL.DEVICE cpu  # 2 CPU processes (gloo)
+"""
+import logging
+
+from detectron2.engine import default_argument_parser, default_setup, launch
+from detectron2.utils import comm
+
+import vis_d2  # noqa: F401  (registers datasets and model components)
+from vis_d2.config import get_vis_cfg
+from vis_d2.data.build import verify_datasets
+from vis_d2.engine import AtomicCheckpointer, VISTrainer, check_weights_path
+
+
+def setup(args):
+    cfg = get_vis_cfg(args.config_file, args.opts)
+    cfg.freeze()
+    default_setup(cfg, args)
+    verify_datasets(cfg)
+    if not args.resume:
+        check_weights_path(cfg.MODEL.WEIGHTS)
+    return cfg
+
+
+def main(args):
+    cfg = setup(args)
+    if args.eval_only:
+        model = VISTrainer.build_model(cfg)
+        check_weights_path(cfg.MODEL.WEIGHTS)
+        AtomicCheckpointer(model, save_dir=cfg.OUTPUT_DIR).resume_or_load(
+            cfg.MODEL.WEIGHTS, resume=args.resume
+        )
+        res = VISTrainer.test(cfg, model)
+        if comm.is_main_process():
+            logging.getLogger("vis_d2").info(f"Results: {res}")
+        return res
+    trainer = VISTrainer(cfg)
+    trainer.resume_or_load(resume=args.resume)
+    return trainer.train()
+
+
+if __name__ == "__main__":
+    args = default_argument_parser().parse_args()
+    launch(
+        main,
+        args.num_gpus,
+        num_machines=args.num_machines,
+        machine_rank=args.machine_rank,
+        dist_url=args.dist_url,
+        args=(args,),
+    )

@@ -1,0 +1,22 @@
+"""Training and inference plumbing: the Trainer, checkpoints, video inference, the predictor."""
+from .checkpoint import AtomicCheckpointer, check_weights_path
+from .predictor import VISPredictor
+from .trainer import VISTrainer, create_ddp_model
+from .video_inference import (
+    cache_video_detections,
+    inference_on_videos,
+    instances_to_frame_detections,
+    predict_video,
+)
+
+__all__ = [
+    "AtomicCheckpointer",
+    "check_weights_path",
+    "VISPredictor",
+    "VISTrainer",
+    "create_ddp_model",
+    "cache_video_detections",
+    "inference_on_videos",
+    "instances_to_frame_detections",
+    "predict_video",
+]

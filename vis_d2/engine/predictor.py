@@ -1,0 +1,115 @@
+"""``VISPredictor``: DefaultPredictor-style video inference for notebooks and scripts.
+
+    cfg = get_vis_cfg("configs/synthvis/R18_demo.yaml", ["MODEL.WEIGHTS", "output/demo/model_final.pth"])
+    predictor = VISPredictor(cfg)
+    predictions = predictor(frames)            # list of BGR (H, W, 3) uint8 arrays
+    predictions = predictor("clip.mp4")        # or a video file, or a folder of frames
+
+Each prediction is one track: ``{"video_id", "category_id" (contiguous), "score",
+"segmentations": [RLE or None per frame]}``; ``predictor.class_names`` names the categories.
+For streaming use, ``predictor.track_stream(frames)`` yields, per frame, the frame's
+``Instances`` with a ``track_ids`` field (online tracking, forward only).
+"""
+import glob
+import os
+from typing import Iterable, Iterator, List, Sequence, Union
+
+import cv2
+import numpy as np
+import torch
+
+from detectron2.data import MetadataCatalog
+from detectron2.data import transforms as T
+from detectron2.modeling import build_model
+
+from ..tracking import OnlineTracker
+from .checkpoint import AtomicCheckpointer, check_weights_path
+from .video_inference import instances_to_frame_detections, track_cached_video
+
+__all__ = ["VISPredictor", "read_video_frames"]
+
+_IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp")
+
+
+def read_video_frames(source: str) -> List[np.ndarray]:
+    """BGR frames of a video file or of a folder of images (sorted by name)."""
+    if os.path.isdir(source):
+        files = sorted(f for f in glob.glob(os.path.join(source, "*")) if f.lower().endswith(_IMAGE_EXTS))
+        if not files:
+            raise ValueError(f"folder {source} holds no frames ({', '.join(_IMAGE_EXTS)})")
+        frames = []
+        for f in files:
+            img = cv2.imread(f, cv2.IMREAD_COLOR)
+            if img is None:
+                raise ValueError(f"cannot read frame {f}")
+            frames.append(img)
+        return frames
+    if not os.path.isfile(source):
+        raise FileNotFoundError(f"video not found: {source}")
+    cap = cv2.VideoCapture(source)
+    frames = []
+    while True:
+        ok, img = cap.read()
+        if not ok:
+            break
+        frames.append(img)
+    cap.release()
+    if not frames:
+        raise ValueError(f"video {source} has no readable frames")
+    return frames
+
+
+class VISPredictor:
+    """Builds the model from ``cfg``, loads ``cfg.MODEL.WEIGHTS`` and tracks whole videos."""
+
+    def __init__(self, cfg):
+        self.cfg = cfg.clone()
+        self.model = build_model(self.cfg)
+        self.model.eval()
+        check_weights_path(cfg.MODEL.WEIGHTS)
+        if cfg.MODEL.WEIGHTS:
+            AtomicCheckpointer(self.model).load(cfg.MODEL.WEIGHTS)
+        self.aug = T.ResizeShortestEdge([cfg.INPUT.MIN_SIZE_TEST] * 2, cfg.INPUT.MAX_SIZE_TEST)
+        self.input_format = cfg.INPUT.FORMAT
+        if self.input_format not in ("RGB", "BGR"):
+            raise ValueError(f"INPUT.FORMAT must be RGB or BGR, got {self.input_format}")
+        names = cfg.DATASETS.TEST or cfg.DATASETS.TRAIN
+        self.class_names = MetadataCatalog.get(names[0]).get("thing_classes", None) if names else None
+        self.max_dets = cfg.MODEL.VIS.TRACKER.MAX_DETS_PER_FRAME
+
+    @torch.no_grad()
+    def predict_frame(self, image_bgr: np.ndarray):
+        """One BGR (H, W, 3) uint8 frame -> Instances at the frame's size, with pred_embeds."""
+        if image_bgr.ndim != 3 or image_bgr.shape[2] != 3:
+            raise ValueError(f"expected an (H, W, 3) BGR frame, got shape {image_bgr.shape}")
+        img = image_bgr[:, :, ::-1] if self.input_format == "RGB" else image_bgr
+        h, w = img.shape[:2]
+        resized = self.aug.get_transform(img).apply_image(img)
+        tensor = torch.as_tensor(np.ascontiguousarray(resized.transpose(2, 0, 1)))
+        return self.model([{"image": tensor, "height": h, "width": w}])[0]["instances"]
+
+    def __call__(self, video: Union[str, Sequence[np.ndarray]], video_id: int = 0) -> List[dict]:
+        frames = read_video_frames(video) if isinstance(video, str) else list(video)
+        if not frames:
+            raise ValueError("the video has no frames")
+        size = frames[0].shape[:2]
+        dets = []
+        for i, f in enumerate(frames):
+            if f.shape[:2] != size:
+                raise ValueError(f"frame {i} is {f.shape[:2]}, frame 0 is {size}: frames of one "
+                                 "video must share a size")
+            dets.append(instances_to_frame_detections(self.predict_frame(f), self.max_dets))
+        return track_cached_video(dets, {"video_id": video_id}, self.cfg)
+
+    def track_stream(self, frames: Iterable[np.ndarray]) -> Iterator:
+        """Online tracking over a stream: yields each frame's Instances with ``track_ids``
+        (-1 for detections the tracker dropped)."""
+        tracker = OnlineTracker.from_config(self.cfg)
+        tracker.reset()
+        for i, f in enumerate(frames):
+            inst = self.predict_frame(f).to("cpu")
+            if len(inst) > self.max_dets:
+                inst = inst[inst.scores.argsort(descending=True)[: self.max_dets]]
+            ids = tracker.step(i, instances_to_frame_detections(inst, self.max_dets))
+            inst.track_ids = torch.as_tensor(ids, dtype=torch.long)
+            yield inst

@@ -1,0 +1,120 @@
+"""``VISTrainer``: detectron2's DefaultTrainer for video instance segmentation.
+
+What differs from DefaultTrainer:
+- the train loader yields frame pairs (``vis_d2.data.build_vis_train_loader``);
+- the test loader yields whole videos and ``test`` runs the tracker over them;
+- the evaluator is the YouTube-VIS metric;
+- DDP works on CPU too (gloo, no ``device_ids``), so multi-process training can be tested on
+  machines without GPUs; AMP is switched off, with a warning, where there is no CUDA;
+- checkpoints are written atomically and the best model by ``TEST.VIS.BEST_METRIC`` is kept.
+"""
+import logging
+import os
+import weakref
+from collections import OrderedDict
+
+import torch
+from torch.nn.parallel import DistributedDataParallel
+
+from detectron2.engine import AMPTrainer, DefaultTrainer, SimpleTrainer, hooks
+from detectron2.engine.train_loop import TrainerBase
+from detectron2.evaluation import print_csv_format
+from detectron2.utils import comm
+from detectron2.utils.logger import setup_logger
+
+from ..data.build import build_vis_test_loader, build_vis_train_loader
+from ..evaluation import YTVISEvaluator
+from .checkpoint import AtomicCheckpointer
+from .video_inference import inference_on_videos
+
+__all__ = ["VISTrainer", "create_ddp_model"]
+
+logger = logging.getLogger(__name__)
+
+
+def create_ddp_model(model: torch.nn.Module, **kwargs) -> torch.nn.Module:
+    """Wrap in DDP when there are several processes; CPU models get no ``device_ids``
+    (detectron2's version always passes the local rank, which only works on GPUs)."""
+    if comm.get_world_size() == 1:
+        return model
+    if next(model.parameters()).device.type == "cuda":
+        kwargs.setdefault("device_ids", [comm.get_local_rank()])
+    return DistributedDataParallel(model, **kwargs)
+
+
+class VISTrainer(DefaultTrainer):
+    """Train VideoRCNN on frame pairs; evaluate by tracking whole videos."""
+
+    def __init__(self, cfg):
+        # DefaultTrainer.__init__ is replaced (not extended) because it hard-wires GPU-only DDP
+        # and a non-atomic checkpointer; the order of construction is the same as detectron2's.
+        TrainerBase.__init__(self)
+        if not logging.getLogger("detectron2").isEnabledFor(logging.INFO):
+            setup_logger()
+        cfg = DefaultTrainer.auto_scale_workers(cfg, comm.get_world_size())
+        if cfg.SOLVER.AMP.ENABLED and not (cfg.MODEL.DEVICE.startswith("cuda") and torch.cuda.is_available()):
+            logger.warning("SOLVER.AMP.ENABLED needs CUDA; training in fp32 on %s", cfg.MODEL.DEVICE)
+            cfg = cfg.clone()
+            cfg.defrost()
+            cfg.SOLVER.AMP.ENABLED = False
+            cfg.freeze()
+
+        model = self.build_model(cfg)
+        optimizer = self.build_optimizer(cfg, model)
+        data_loader = self.build_train_loader(cfg)
+        model = create_ddp_model(model, broadcast_buffers=False)
+        self._trainer = (AMPTrainer if cfg.SOLVER.AMP.ENABLED else SimpleTrainer)(
+            model, data_loader, optimizer
+        )
+        self.scheduler = self.build_lr_scheduler(cfg, optimizer)
+        self.checkpointer = AtomicCheckpointer(model, cfg.OUTPUT_DIR, trainer=weakref.proxy(self))
+        self.start_iter = 0
+        self.max_iter = cfg.SOLVER.MAX_ITER
+        self.cfg = cfg
+        self.register_hooks(self.build_hooks())
+
+    def build_hooks(self):
+        ret = super().build_hooks()
+        metric = self.cfg.TEST.VIS.BEST_METRIC
+        if comm.is_main_process() and self.cfg.TEST.EVAL_PERIOD > 0 and metric:
+            # After EvalHook (which puts the metrics into the event storage), before the writer.
+            eval_idx = next(i for i, h in enumerate(ret) if isinstance(h, hooks.EvalHook))
+            ret.insert(eval_idx + 1, hooks.BestCheckpointer(
+                self.cfg.TEST.EVAL_PERIOD, self.checkpointer, metric, mode="max"))
+        return ret
+
+    @classmethod
+    def build_train_loader(cls, cfg):
+        return build_vis_train_loader(cfg)
+
+    @classmethod
+    def build_test_loader(cls, cfg, dataset_name):
+        return build_vis_test_loader(cfg, dataset_name)
+
+    @classmethod
+    def build_evaluator(cls, cfg, dataset_name, output_folder=None):
+        if output_folder is None:
+            output_folder = os.path.join(cfg.OUTPUT_DIR, "inference", dataset_name)
+        return YTVISEvaluator(dataset_name, output_dir=output_folder)
+
+    @classmethod
+    def test(cls, cfg, model, evaluators=None):
+        """Track and evaluate every dataset in ``cfg.DATASETS.TEST``.
+
+        Returns ``{dataset_name: {"segm": {...}}}`` (or the inner dict when there is one test
+        set, as DefaultTrainer does, so EvalHook/BestCheckpointer see ``segm/AP``).
+        """
+        if isinstance(evaluators, (list, tuple)) and len(evaluators) != len(cfg.DATASETS.TEST):
+            raise ValueError(f"{len(evaluators)} evaluators for {len(cfg.DATASETS.TEST)} test sets")
+        results = OrderedDict()
+        for idx, name in enumerate(cfg.DATASETS.TEST):
+            loader = cls.build_test_loader(cfg, name)
+            evaluator = evaluators[idx] if evaluators is not None else cls.build_evaluator(cfg, name)
+            res = inference_on_videos(model, loader, evaluator, cfg)
+            results[name] = res
+            if comm.is_main_process() and res:
+                logger.info(f"Evaluation results for {name} in csv format:")
+                print_csv_format(res)
+        if len(results) == 1:
+            results = list(results.values())[0]
+        return results

@@ -1,0 +1,37 @@
+"""Model components; importing this module registers them in detectron2's registries."""
+from .aux_heads import (
+    MULTILABEL_HEAD_REGISTRY,
+    SEMSEG_AUX_HEAD_REGISTRY,
+    MultiLabelHead,
+    SemSegAuxHead,
+    build_multilabel_head,
+    build_semseg_aux_head,
+    multilabel_targets,
+    semantic_targets,
+)
+from .fpn import build_vis_resnet_fpn_backbone
+from .meta_arch import VideoRCNN
+from .mask_iou_head import MaskIoUHead
+from .roi_heads import VISROIHeads
+from .tcis import TCIS, CorrelationTransform
+from .track_head import ROI_TRACK_HEAD_REGISTRY, TrackHead, track_embedding_loss
+
+__all__ = [
+    "build_vis_resnet_fpn_backbone",
+    "VideoRCNN",
+    "VISROIHeads",
+    "TCIS",
+    "CorrelationTransform",
+    "MaskIoUHead",
+    "ROI_TRACK_HEAD_REGISTRY",
+    "TrackHead",
+    "track_embedding_loss",
+    "MULTILABEL_HEAD_REGISTRY",
+    "SEMSEG_AUX_HEAD_REGISTRY",
+    "MultiLabelHead",
+    "SemSegAuxHead",
+    "build_multilabel_head",
+    "build_semseg_aux_head",
+    "multilabel_targets",
+    "semantic_targets",
+]

@@ -1,0 +1,277 @@
+"""``VISROIHeads``: Mask R-CNN's box and mask heads plus the track head (paper Fig. 1).
+
+Training takes a key frame and a reference frame of the same video; the box and mask losses
+use the key frame only (the two frames overlap, so one is enough, paper Sec. 2), the track loss
+pairs key-frame proposals with the reference frame's ground truth.
+
+Two optional components, each off by default:
+
+* TCIS (``MODEL.VIS.TCIS.ENABLED``, paper Sec. 3.3): an auxiliary training loss ``loss_tcis``
+  predicting each instance's reference-frame mask from its key-frame features and mask
+  (:mod:`vis_d2.modeling.tcis`). Inference does not run it.
+* Mask scoring (``MODEL.VIS.MASKIOU.ENABLED``, paper Sec. 3.5.1): a MaskIoU head trained with
+  ``loss_maskiou``; at inference scores become ``score x predicted mask IoU``
+  (:mod:`vis_d2.modeling.mask_iou_head`).
+"""
+from typing import Dict, List, Optional
+
+import torch
+
+from detectron2.config import configurable
+from detectron2.layers import ShapeSpec
+from detectron2.modeling import ROI_HEADS_REGISTRY, StandardROIHeads
+from detectron2.modeling.roi_heads.mask_head import mask_rcnn_inference, mask_rcnn_loss
+from detectron2.modeling.roi_heads.roi_heads import select_foreground_proposals
+from detectron2.structures import Boxes, ImageList, Instances
+from detectron2.utils.events import get_event_storage
+
+from .mask_iou_head import MaskIoUHead, mask_iou_inference, mask_iou_loss, mask_iou_targets
+from .tcis import TCIS, tcis_instance_pairs, tcis_mask_loss
+from .track_head import build_track_head, track_embedding_loss
+
+__all__ = ["VISROIHeads"]
+
+
+def _zero_loss(module: torch.nn.Module) -> torch.Tensor:
+    """A zero that depends on every parameter of ``module`` (DDP needs each one in the graph)."""
+    return sum(p.sum() for p in module.parameters()) * 0.0
+
+
+@ROI_HEADS_REGISTRY.register()
+class VISROIHeads(StandardROIHeads):
+    """StandardROIHeads + a track head reading the box pooler's RoI features, optionally TCIS
+    (training only) and a MaskIoU head.
+
+    Inference adds ``pred_embeds`` (R, D) to each image's predicted ``Instances``, and with the
+    MaskIoU head ``pred_maskiou`` (R,) (``scores`` are then rescored by it).
+    """
+
+    @configurable
+    def __init__(
+        self,
+        *,
+        track_head: torch.nn.Module,
+        track_loss_weight: float = 1.0,
+        tcis: Optional[torch.nn.Module] = None,
+        tcis_loss_weight: float = 1.0,
+        maskiou_head: Optional[torch.nn.Module] = None,
+        maskiou_loss_weight: float = 1.0,
+        **kwargs,
+    ):
+        """
+        Args:
+            track_head: RoI features (R, C, S_box, S_box) -> embeddings (R, D).
+            track_loss_weight: weight of ``loss_track``.
+            tcis: a :class:`~vis_d2.modeling.tcis.TCIS` over the mask pooler's features, or
+                None to disable TCIS.
+            tcis_loss_weight: weight of ``loss_tcis``.
+            maskiou_head: a :class:`~vis_d2.modeling.mask_iou_head.MaskIoUHead`, or None to
+                disable mask scoring.
+            maskiou_loss_weight: weight of ``loss_maskiou``.
+            kwargs: StandardROIHeads' arguments.
+        """
+        super().__init__(**kwargs)
+        self.track_head = track_head
+        self.track_loss_weight = track_loss_weight
+        if (tcis is not None or maskiou_head is not None) and (
+            not self.mask_on or self.mask_pooler is None
+        ):
+            raise ValueError(
+                "VISROIHeads: MODEL.VIS.TCIS / MODEL.VIS.MASKIOU need the mask branch with a "
+                "pooler (MODEL.MASK_ON True and a non-empty MODEL.ROI_MASK_HEAD.POOLER_TYPE)"
+            )
+        self.tcis = tcis
+        self.tcis_loss_weight = tcis_loss_weight
+        self.maskiou_head = maskiou_head
+        self.maskiou_loss_weight = maskiou_loss_weight
+
+    @classmethod
+    def from_config(cls, cfg, input_shape):
+        ret = super().from_config(cfg, input_shape)
+        ret.update(cls._init_track_head(cfg, input_shape))
+        ret.update(cls._init_tcis_and_maskiou(cfg, input_shape))
+        return ret
+
+    @classmethod
+    def _init_track_head(cls, cfg, input_shape):
+        in_features = cfg.MODEL.ROI_HEADS.IN_FEATURES
+        res = cfg.MODEL.ROI_BOX_HEAD.POOLER_RESOLUTION
+        channels = input_shape[in_features[0]].channels
+        shape = ShapeSpec(channels=channels, height=res, width=res)
+        return {
+            "track_head": build_track_head(cfg, shape),
+            "track_loss_weight": cfg.MODEL.VIS.TRACK_HEAD.LOSS_WEIGHT,
+        }
+
+    @classmethod
+    def _init_tcis_and_maskiou(cls, cfg, input_shape):
+        """TCIS and the MaskIoU head both read the mask pooler's output (C, S, S)."""
+        tcis_on, maskiou_on = cfg.MODEL.VIS.TCIS.ENABLED, cfg.MODEL.VIS.MASKIOU.ENABLED
+        if not (tcis_on or maskiou_on):
+            return {}
+        if not cfg.MODEL.MASK_ON:
+            raise ValueError("MODEL.VIS.TCIS.ENABLED / MODEL.VIS.MASKIOU.ENABLED need "
+                             "MODEL.MASK_ON True")
+        channels = input_shape[cfg.MODEL.ROI_HEADS.IN_FEATURES[0]].channels
+        res = cfg.MODEL.ROI_MASK_HEAD.POOLER_RESOLUTION
+        shape = ShapeSpec(channels=channels, height=res, width=res)
+        ret = {}
+        if tcis_on:
+            ret["tcis"] = TCIS(cfg, shape)
+            ret["tcis_loss_weight"] = cfg.MODEL.VIS.TCIS.LOSS_WEIGHT
+        if maskiou_on:
+            ret["maskiou_head"] = MaskIoUHead(cfg, shape)
+            ret["maskiou_loss_weight"] = cfg.MODEL.VIS.MASKIOU.LOSS_WEIGHT
+        return ret
+
+    # ------------------------------------------------------------------------------------------
+    def embed_boxes(self, features: Dict[str, torch.Tensor], boxes: List) -> torch.Tensor:
+        """Embeddings (sum_i R_i, D) of the given per-image Boxes, from the box pooler."""
+        feats = [features[f] for f in self.box_in_features]
+        return self.track_head(self.box_pooler(feats, boxes))
+
+    def forward(
+        self,
+        images: ImageList,
+        features: Dict[str, torch.Tensor],
+        proposals: List[Instances],
+        targets: Optional[List[Instances]] = None,
+        ref_features: Optional[Dict[str, torch.Tensor]] = None,
+        ref_targets: Optional[List[Instances]] = None,
+    ):
+        """
+        Args:
+            images, features, proposals, targets: as in ``StandardROIHeads`` (key frame).
+                Training targets carry ``gt_track_ids`` (long), which
+                ``label_and_sample_proposals`` copies onto the matched proposals.
+            ref_features: backbone features of the reference frames (training only).
+            ref_targets: ground-truth Instances of the reference frames, with ``gt_boxes`` and
+                ``gt_track_ids`` (and ``gt_classes``/``gt_masks`` for TCIS; training only).
+        Returns:
+            training: (proposals, losses) with ``loss_track`` (and ``loss_tcis``,
+            ``loss_maskiou`` when enabled) added to the Mask R-CNN losses.
+            inference: (instances with pred_boxes/scores/pred_classes/pred_masks/pred_embeds
+            [/pred_maskiou], {}).
+        """
+        if not self.training:
+            return super().forward(images, features, proposals, None)
+        if ref_features is None or ref_targets is None:
+            raise ValueError("VISROIHeads needs ref_features and ref_targets in training")
+        proposals, losses = super().forward(images, features, proposals, targets)
+        losses.update(self._forward_track(features, proposals, ref_features, ref_targets))
+        if self.tcis is not None:
+            losses.update(self._forward_tcis(features, targets, ref_features, ref_targets))
+        return proposals, losses
+
+    def _forward_track(self, features, proposals, ref_features, ref_targets):
+        fg, _ = select_foreground_proposals(proposals, self.num_classes)
+        key_embeds = self.embed_boxes(features, [p.proposal_boxes for p in fg])
+        ref_embeds = self.embed_boxes(ref_features, [t.gt_boxes for t in ref_targets])
+        key_embeds = key_embeds.split([len(p) for p in fg])
+        ref_embeds = ref_embeds.split([len(t) for t in ref_targets])
+        loss = track_embedding_loss(
+            list(key_embeds), [p.gt_track_ids for p in fg],
+            list(ref_embeds), [t.gt_track_ids for t in ref_targets],
+        )
+        return {"loss_track": loss * self.track_loss_weight}
+
+    def _forward_tcis(self, features, targets, ref_features, ref_targets):
+        """``loss_tcis``: the shared mask head on ``TCIS(F_t, F_t+d, m_t)`` against the
+        reference-frame ground-truth masks, over instances present in both frames."""
+        pairs = tcis_instance_pairs(targets, ref_targets)
+        num = sum(len(k) for k, _ in pairs)
+        get_event_storage().put_scalar("tcis/num_instances", num)
+        if num == 0:
+            return {"loss_tcis": _zero_loss(self.tcis)}
+        key_sel = [t[k] for t, (k, _) in zip(targets, pairs)]
+        ref_sel = [t[r] for t, (_, r) in zip(ref_targets, pairs)]
+        key_feats = self.mask_pooler([features[f] for f in self.mask_in_features],
+                                     [t.gt_boxes for t in key_sel])
+        ref_feats = self.mask_pooler([ref_features[f] for f in self.mask_in_features],
+                                     [t.gt_boxes for t in ref_sel])
+        side = key_feats.shape[-1]
+        key_masks = torch.cat([
+            t.gt_masks.crop_and_resize(t.gt_boxes.tensor, side).to(key_feats.device)
+            for t in key_sel if len(t) > 0  # box-only images have no gt_masks
+        ])
+        logits = self.mask_head.layers(self.tcis(key_feats, ref_feats, key_masks))
+        return {"loss_tcis": tcis_mask_loss(logits, ref_sel) * self.tcis_loss_weight}
+
+    def _forward_mask(self, features: Dict[str, torch.Tensor], instances: List[Instances]):
+        """As StandardROIHeads, except that
+
+        * training images without ground-truth masks (box-only datasets such as OpenImages,
+          paper Sec. 3.2) are left out of the mask loss;
+        * with the MaskIoU head, training adds ``loss_maskiou`` and inference rescores.
+
+        Returns:
+            training: {"loss_mask"[, "loss_maskiou"]}; inference: ``instances`` with
+            ``pred_masks`` (R, 1, M, M) probabilities [and ``pred_maskiou``].
+        """
+        if not self.mask_on:
+            return {} if self.training else instances
+        if not self.training:
+            pooled = self._mask_features(features, [x.pred_boxes for x in instances])
+            logits = self.mask_head.layers(pooled)
+            mask_rcnn_inference(logits, instances)
+            if self.maskiou_head is not None:
+                probs = torch.cat([x.pred_masks for x in instances]).detach()  # (R, 1, M, M)
+                mask_iou_inference(self.maskiou_head(pooled, probs), instances)
+            return instances
+
+        fg, _ = select_foreground_proposals(instances, self.num_classes)
+        keep = [i for i, p in enumerate(fg) if p.has("gt_masks") and len(p) > 0]
+        if not keep:
+            losses = {"loss_mask": _zero_loss(self.mask_head)}
+            if self.maskiou_head is not None:
+                losses["loss_maskiou"] = _zero_loss(self.maskiou_head)
+            return losses
+        kept = [fg[i] for i in keep]
+        pooled = self._mask_features(features, [p.proposal_boxes for p in kept], keep)
+        logits = self.mask_head.layers(pooled)
+        loss_weight = getattr(self.mask_head, "loss_weight", 1.0)
+        vis_period = getattr(self.mask_head, "vis_period", 0)
+        losses = {"loss_mask": mask_rcnn_loss(logits, kept, vis_period) * loss_weight}
+        if self.maskiou_head is not None:
+            losses["loss_maskiou"] = self._maskiou_loss(pooled, logits, kept)
+        return losses
+
+    def _mask_features(self, features, boxes: List[Boxes], keep: Optional[List[int]] = None):
+        """Mask-branch input for the given per-image boxes: the pooled (R, C, S, S) RoI features
+        (or, without a mask pooler, the feature dict), over the images in ``keep`` if given."""
+        feats = {f: (features[f] if keep is None else features[f][keep])
+                 for f in self.mask_in_features}
+        if self.mask_pooler is None:
+            return feats
+        return self.mask_pooler([feats[f] for f in self.mask_in_features], boxes)
+
+    def _maskiou_loss(self, pooled: torch.Tensor, mask_logits: torch.Tensor,
+                      instances: List[Instances]) -> torch.Tensor:
+        """``loss_maskiou`` for foreground proposals with masks.
+
+        pooled: (R, C, S, S) mask RoI features; mask_logits: (R, K or 1, M, M);
+        instances: per image, the R proposals (``proposal_boxes``, ``gt_classes``, ``gt_masks``).
+        The predicted mask is detached: the IoU target and the head's input must not train the
+        mask head.
+        """
+        side = mask_logits.shape[-1]
+        gt_classes = torch.cat([p.gt_classes for p in instances]).to(torch.long)
+        gt_masks = torch.cat([
+            p.gt_masks.crop_and_resize(p.proposal_boxes.tensor, side).to(mask_logits.device)
+            for p in instances
+        ])
+        logits = mask_logits.detach()
+        if logits.shape[1] == 1:  # class-agnostic masks
+            logits = logits[:, 0]
+        else:
+            logits = logits[torch.arange(len(gt_classes), device=logits.device), gt_classes]
+        targets = mask_iou_targets(logits, gt_masks)
+        pred = self.maskiou_head(pooled, logits.sigmoid()[:, None])
+        return mask_iou_loss(pred, gt_classes, targets) * self.maskiou_loss_weight
+
+    def forward_with_given_boxes(self, features, instances):
+        instances = super().forward_with_given_boxes(features, instances)
+        embeds = self.embed_boxes(features, [x.pred_boxes for x in instances])
+        for inst, e in zip(instances, embeds.split([len(x) for x in instances])):
+            inst.pred_embeds = e
+        return instances
