@@ -11,6 +11,7 @@ import logging
 
 from detectron2.engine import default_argument_parser, default_setup, launch
 from detectron2.utils import comm
+from detectron2.utils.logger import setup_logger
 
 import vis_d2  # noqa: F401  (registers datasets and model components)
 from vis_d2.config import get_vis_cfg
@@ -22,6 +23,8 @@ def setup(args):
     cfg = get_vis_cfg(args.config_file, args.opts)
     cfg.freeze()
     default_setup(cfg, args)
+    # detectron2 sets up its own loggers only; vis_d2's (inference progress, evaluation) too.
+    setup_logger(cfg.OUTPUT_DIR, distributed_rank=comm.get_rank(), name="vis_d2")
     verify_datasets(cfg)
     if not args.resume:
         check_weights_path(cfg.MODEL.WEIGHTS)

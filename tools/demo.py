@@ -19,6 +19,7 @@ import time
 
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.engine import default_setup
+from detectron2.utils.logger import setup_logger
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import vis_d2  # noqa: E402,F401
@@ -62,6 +63,7 @@ def main(argv=None):
         shutil.rmtree(cfg.OUTPUT_DIR)
     cfg.freeze()
     default_setup(cfg, argparse.Namespace(config_file=args.config_file, opts=args.opts, eval_only=False))
+    setup_logger(cfg.OUTPUT_DIR, name="vis_d2")  # inference progress and evaluation logs
     verify_datasets(cfg)
 
     start = time.perf_counter()

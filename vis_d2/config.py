@@ -21,6 +21,8 @@ def add_vis_config(cfg):
     # ---- FPN ---------------------------------------------------------------------------------
     # The paper's FPN has 6 levels (P2..P7); False gives the standard 5 (P2..P6).
     _C.MODEL.VIS.FPN_P7 = True
+    # Back-propagate through the backbone from the reference frames too (see VideoRCNN).
+    _C.MODEL.VIS.REF_BACKBONE_GRAD = True
 
     # ---- TCIS: Temporally Correlated Instance Segmentation (paper 3.3, training only) -------
     _C.MODEL.VIS.TCIS = CN()

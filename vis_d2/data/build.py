@@ -8,10 +8,14 @@ batch of 16 is 16 pairs).
 
 Test (:func:`build_vis_test_loader`): one item per video, a dict with lazily read frames
 (:class:`VideoTestDatasetMapper`).
+
+Both loaders are detectron2 ``@configurable`` functions: ``build_vis_train_loader(cfg)`` /
+``build_vis_test_loader(cfg, name)`` read a yacs config, and the same functions take explicit
+arguments (dataset, mapper, batch size, ...) for LazyConfig files.
 """
 import difflib
 import logging
-from typing import Callable, List, Optional, Sequence
+from typing import Callable, List, Optional, Sequence, Union
 
 import torch.utils.data as torchdata
 
@@ -33,8 +37,6 @@ __all__ = [
     "UnknownDatasetError",
     "check_dataset_registered",
     "verify_datasets",
-    "check_dataset_registered",
-    "verify_datasets",
     "get_dataset_dicts_by_name",
     "is_video_dataset",
     "get_vis_train_dataset_dicts",
@@ -51,31 +53,6 @@ class UnknownDatasetError(KeyError, ValueError):
 
     def __str__(self) -> str:  # KeyError would print the repr of the message
         return str(self.args[0]) if self.args else ""
-
-
-def check_dataset_registered(name: str, field: str = "") -> None:
-    """Raise :class:`UnknownDatasetError` listing the closest registered names when ``name``
-    is not registered (``field``, e.g. "DATASETS.TRAIN", says where the name came from)."""
-    registered = DatasetCatalog.list()
-    if name not in registered:
-        close = difflib.get_close_matches(name, registered, n=5, cutoff=0.5)
-        hint = (
-            f"did you mean one of {close}?"
-            if close
-            else f"no registered name is close to it ({len(registered)} datasets are registered)"
-        )
-        where = f" (in {field})" if field else ""
-        raise UnknownDatasetError(
-            f"Dataset '{name}'{where} is not registered; {hint} (vis_d2's datasets are "
-            "registered by `import vis_d2`)"
-        )
-
-
-def verify_datasets(cfg) -> None:
-    """Check every name in DATASETS.TRAIN and DATASETS.TEST before any work starts."""
-    for field in ("TRAIN", "TEST"):
-        for name in cfg.DATASETS.get(field):
-            check_dataset_registered(name, f"DATASETS.{field}")
 
 
 def check_dataset_registered(name: str, field: str = "") -> None:
@@ -203,42 +180,72 @@ class PairDatasetMapper:
         return self.image_mapper(dataset_dict)
 
 
-def build_vis_train_loader(
-    cfg,
-    mapper: Optional[Callable[[dict], dict]] = None,
-    sampler: Optional[torchdata.Sampler] = None,
-):
-    """
-    The training loader over ``cfg.DATASETS.TRAIN`` (video and/or image datasets).
-
-    Args:
-        cfg: a config with vis_d2's keys (``add_vis_config``).
-        mapper: maps one record to one pair; default :class:`PairDatasetMapper` (cfg).
-        sampler: indices into the concatenated records of cfg.DATASETS.TRAIN; default detectron2's
-            infinite :class:`TrainingSampler` (the hook for repeat-factor / multi-source sampling).
-
-    Returns:
-        an infinite iterable; each item is a list of ``cfg.SOLVER.IMS_PER_BATCH / world size``
-        pair dicts (IMS_PER_BATCH counts pairs), grouped by aspect ratio when
-        cfg.DATALOADER.ASPECT_RATIO_GROUPING.
-    """
+def _train_loader_from_config(cfg, mapper=None, sampler=None):
+    """``build_vis_train_loader(cfg[, mapper, sampler])`` -> its explicit arguments."""
     dicts = get_vis_train_dataset_dicts(cfg.DATASETS.TRAIN)
     if mapper is None:
         mapper = PairDatasetMapper(cfg, True)
+    if sampler is None and cfg.DATALOADER.SAMPLER_TRAIN != "TrainingSampler":
+        raise ValueError(
+            f"DATALOADER.SAMPLER_TRAIN='{cfg.DATALOADER.SAMPLER_TRAIN}' is not supported by "
+            "build_vis_train_loader; use 'TrainingSampler' or pass sampler="
+        )
+    return {
+        "dataset": dicts,
+        "mapper": mapper,
+        "sampler": sampler,
+        "total_batch_size": cfg.SOLVER.IMS_PER_BATCH,
+        "aspect_ratio_grouping": cfg.DATALOADER.ASPECT_RATIO_GROUPING,
+        "num_workers": cfg.DATALOADER.NUM_WORKERS,
+    }
+
+
+@configurable(from_config=_train_loader_from_config)
+def build_vis_train_loader(
+    dataset: Sequence[dict],
+    *,
+    mapper: Callable[[dict], dict],
+    sampler: Optional[torchdata.Sampler] = None,
+    total_batch_size: int,
+    aspect_ratio_grouping: bool = True,
+    num_workers: int = 0,
+):
+    """
+    The training loader over video and/or image records; one item of a batch is one pair.
+
+    Two call forms (detectron2's ``@configurable``, as ``build_detection_train_loader``):
+
+    * ``build_vis_train_loader(cfg, mapper=None, sampler=None)``: the records of
+      ``cfg.DATASETS.TRAIN`` (:func:`get_vis_train_dataset_dicts`), mapper
+      :class:`PairDatasetMapper` (cfg), batch ``cfg.SOLVER.IMS_PER_BATCH``, workers and aspect
+      ratio grouping from ``cfg.DATALOADER``;
+    * explicit arguments (LazyConfig): ``build_vis_train_loader(dataset=records, mapper=...,
+      total_batch_size=16, ...)``.
+
+    Args:
+        dataset: training records (e.g. ``get_vis_train_dataset_dicts(names)``).
+        mapper: maps one record to one pair (e.g. :class:`PairDatasetMapper`).
+        sampler: indices into ``dataset``; default detectron2's infinite
+            :class:`TrainingSampler` (the hook for repeat-factor / multi-source sampling).
+        total_batch_size: pairs per iteration over all processes (the paper's batch of 16 is
+            16 pairs).
+        aspect_ratio_grouping, num_workers: as ``build_detection_train_loader``.
+
+    Returns:
+        an infinite iterable; each item is a list of ``total_batch_size / world size`` pair
+        dicts.
+    """
+    if len(dataset) == 0:
+        raise ValueError("build_vis_train_loader: the training dataset has no record")
     if sampler is None:
-        if cfg.DATALOADER.SAMPLER_TRAIN != "TrainingSampler":
-            raise ValueError(
-                f"DATALOADER.SAMPLER_TRAIN='{cfg.DATALOADER.SAMPLER_TRAIN}' is not supported by "
-                "build_vis_train_loader; use 'TrainingSampler' or pass sampler="
-            )
-        sampler = TrainingSampler(len(dicts))
+        sampler = TrainingSampler(len(dataset))
     return build_detection_train_loader(
-        dataset=dicts,
+        dataset=dataset,
         mapper=mapper,
         sampler=sampler,
-        total_batch_size=cfg.SOLVER.IMS_PER_BATCH,
-        aspect_ratio_grouping=cfg.DATALOADER.ASPECT_RATIO_GROUPING,
-        num_workers=cfg.DATALOADER.NUM_WORKERS,
+        total_batch_size=total_batch_size,
+        aspect_ratio_grouping=aspect_ratio_grouping,
+        num_workers=num_workers,
     )
 
 
@@ -247,32 +254,61 @@ def _single_item(batch: list):
     return batch[0]
 
 
+def _test_loader_from_config(cfg, dataset_name: str, mapper=None):
+    """``build_vis_test_loader(cfg, dataset_name[, mapper])`` -> its explicit arguments."""
+    if mapper is None:
+        mapper = VideoTestDatasetMapper(cfg)
+    return {"dataset": dataset_name, "mapper": mapper, "num_workers": cfg.DATALOADER.NUM_WORKERS}
+
+
+@configurable(from_config=_test_loader_from_config)
 def build_vis_test_loader(
-    cfg, dataset_name: str, mapper: Optional[Callable[[dict], dict]] = None
+    dataset: Union[str, Sequence[dict]],
+    *,
+    mapper: Callable[[dict], dict],
+    num_workers: int = 0,
 ):
     """
-    A loader over the videos of ``dataset_name``: each item is one mapped video dict
-    (default mapper :class:`VideoTestDatasetMapper` (cfg): frames read lazily). Batch size 1;
-    detectron2's :class:`InferenceSampler` shards the videos across processes.
+    A loader over the videos of one test set: each item is one mapped video dict (with
+    :class:`VideoTestDatasetMapper`: frames read lazily). Batch size 1; detectron2's
+    :class:`InferenceSampler` shards the videos across processes.
+
+    Two call forms: ``build_vis_test_loader(cfg, dataset_name, mapper=None)`` (mapper
+    :class:`VideoTestDatasetMapper` (cfg), workers ``cfg.DATALOADER.NUM_WORKERS``), or explicit
+    arguments (LazyConfig): ``build_vis_test_loader(dataset="synthvis_val", mapper=...)``.
+
+    Args:
+        dataset: a registered video dataset's name, or its video records.
+        mapper: maps one video record to the model's video input.
+        num_workers: data loader workers.
 
     Raises:
         UnknownDatasetError for an unregistered name; ValueError if it has no videos or its
         records are not video records.
     """
-    records = get_dataset_dicts_by_name(dataset_name)
-    if not records:
-        raise ValueError(f"Test set '{dataset_name}' has no videos")
-    if not is_video_dataset(dataset_name, records):
-        raise ValueError(
-            f"Test set '{dataset_name}' is not a video dataset (its records have no 'file_names')"
-        )
-    if mapper is None:
-        mapper = VideoTestDatasetMapper(cfg)
+    if isinstance(dataset, str):
+        records = get_dataset_dicts_by_name(dataset)
+        if not records:
+            raise ValueError(f"Test set '{dataset}' has no videos")
+        if not is_video_dataset(dataset, records):
+            raise ValueError(
+                f"Test set '{dataset}' is not a video dataset (its records have no 'file_names')"
+            )
+    else:
+        records = list(dataset)
+        if not records:
+            raise ValueError("build_vis_test_loader: the given test records are empty")
+        missing = [i for i, r in enumerate(records) if "file_names" not in r]
+        if missing:
+            raise ValueError(
+                f"build_vis_test_loader: test record #{missing[0]} (video_id "
+                f"{records[missing[0]].get('video_id')}) is not a video record (no 'file_names')"
+            )
     return build_detection_test_loader(
         dataset=records,
         mapper=mapper,
         sampler=InferenceSampler(len(records)),
         batch_size=1,
-        num_workers=cfg.DATALOADER.NUM_WORKERS,
+        num_workers=num_workers,
         collate_fn=_single_item,
     )

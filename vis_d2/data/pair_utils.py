@@ -306,3 +306,20 @@ def transform_pair(
         "ref_instances": ref_instances,
         "has_mask": has_mask,
     }
+
+
+def pair_mapper_common_config(cfg, is_train: bool) -> Dict:
+    """The ``from_config`` arguments both pair mappers share (augmentations, image and mask
+    format), after rejecting INPUT.CROP, which pairs do not support."""
+    if cfg.INPUT.CROP.ENABLED:
+        raise ValueError(
+            "INPUT.CROP.ENABLED is not supported by the vis_d2 pair mappers (the paper "
+            "resizes to 360x640 without cropping); set it to False"
+        )
+    return {
+        "is_train": is_train,
+        "augmentations": utils.build_augmentation(cfg, is_train),
+        "image_format": cfg.INPUT.FORMAT,
+        "use_instance_mask": cfg.MODEL.MASK_ON,
+        "instance_mask_format": cfg.INPUT.MASK_FORMAT,
+    }

@@ -15,7 +15,7 @@ from detectron2.config import configurable
 from detectron2.data import detection_utils as utils
 from detectron2.data import transforms as T
 
-from .pair_utils import assign_track_ids, transform_pair
+from .pair_utils import assign_track_ids, pair_mapper_common_config, transform_pair
 
 __all__ = [
     "AffineTransform",
@@ -195,18 +195,9 @@ class PseudoPairDatasetMapper:
 
     @classmethod
     def from_config(cls, cfg, is_train: bool = True):
-        if cfg.INPUT.CROP.ENABLED:
-            raise ValueError(
-                "INPUT.CROP.ENABLED is not supported by the vis_d2 pair mappers (the paper "
-                "resizes to 360x640 without cropping); set it to False"
-            )
         return {
-            "is_train": is_train,
-            "augmentations": utils.build_augmentation(cfg, is_train),
+            **pair_mapper_common_config(cfg, is_train),
             "pseudo_augmentations": build_pseudo_reference_augmentation(cfg),
-            "image_format": cfg.INPUT.FORMAT,
-            "use_instance_mask": cfg.MODEL.MASK_ON,
-            "instance_mask_format": cfg.INPUT.MASK_FORMAT,
         }
 
     def __call__(self, dataset_dict: dict) -> dict:

@@ -9,13 +9,13 @@ from typing import List, Optional, Sequence, Union
 import numpy as np
 
 from detectron2.config import configurable
-from detectron2.data import detection_utils as utils
 from detectron2.data import transforms as T
 
 from .pair_utils import (
     video_name,
     annotated_frame_indices,
     check_video_record,
+    pair_mapper_common_config,
     read_video_frame,
     transform_pair,
 )
@@ -131,17 +131,8 @@ class VideoPairDatasetMapper:
 
     @classmethod
     def from_config(cls, cfg, is_train: bool = True):
-        if cfg.INPUT.CROP.ENABLED:
-            raise ValueError(
-                "INPUT.CROP.ENABLED is not supported by the vis_d2 pair mappers (the paper "
-                "resizes to 360x640 without cropping); set it to False"
-            )
         return {
-            "is_train": is_train,
-            "augmentations": utils.build_augmentation(cfg, is_train),
-            "image_format": cfg.INPUT.FORMAT,
-            "use_instance_mask": cfg.MODEL.MASK_ON,
-            "instance_mask_format": cfg.INPUT.MASK_FORMAT,
+            **pair_mapper_common_config(cfg, is_train),
             "ref_delta": cfg.INPUT.VIS.REF_DELTA,
             "frames_per_video": cfg.INPUT.VIS.FRAMES_PER_VIDEO,
             "pseudo_augmentations": build_pseudo_reference_augmentation(cfg),

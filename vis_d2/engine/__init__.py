@@ -3,10 +3,12 @@ from .checkpoint import AtomicCheckpointer, check_weights_path
 from .predictor import VISPredictor
 from .trainer import VISTrainer, create_ddp_model
 from .video_inference import (
+    TrackerSettings,
     cache_video_detections,
     inference_on_videos,
     instances_to_frame_detections,
     predict_video,
+    tracker_settings,
 )
 
 __all__ = [
@@ -19,4 +21,6 @@ __all__ = [
     "inference_on_videos",
     "instances_to_frame_detections",
     "predict_video",
+    "TrackerSettings",
+    "tracker_settings",
 ]

@@ -8,23 +8,23 @@ The tracker's settings come from a yacs config (``MODEL.VIS.TRACKER``) or, for L
 and scripts, from a :class:`TrackerSettings` (or a dict of its fields): every function here that
 takes ``cfg`` takes either.
 """
-import dataclasses
 import datetime
 import logging
 import time
-from typing import Dict, List, Mapping, Sequence, Tuple, Union
+from typing import Dict, List, Sequence
 
 import numpy as np
 import pycocotools.mask as mask_util
 import torch
 
-from detectron2.evaluation import DatasetEvaluator, DatasetEvaluators
+from detectron2.evaluation import DatasetEvaluators
 from detectron2.evaluation.evaluator import inference_context
 from detectron2.structures import Instances
 from detectron2.utils import comm
 from detectron2.utils.logger import log_every_n_seconds
 
-from ..tracking import FrameDetections, OnlineTracker, track_video
+from ..tracking import FrameDetections, track_video
+from ..tracking.settings import TrackerSettings, tracker_settings
 from ..tracking.video_output import tracklets_to_predictions
 
 __all__ = [
@@ -37,85 +37,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-
-
-
-@dataclasses.dataclass(frozen=True)
-class TrackerSettings:
-    """Everything video inference needs to know about tracking, without a yacs config.
-
-    Field ``x`` is ``MODEL.VIS.TRACKER.X`` (``max_dets_per_frame`` is ``MAX_DETS_PER_FRAME``),
-    with the same defaults; see :class:`vis_d2.tracking.OnlineTracker` for their meaning.
-    In a LazyConfig: ``tracker = L(TrackerSettings)(bitrack=True, label_voting=True)``.
-    """
-
-    match_coeffs: Tuple[float, float, float] = (1.0, 2.0, 10.0)
-    score_thresh: float = 0.05
-    max_age: int = 10
-    momentum: float = 0.0
-    label_voting: bool = False
-    label_voting_weight: float = 0.0
-    label_vote_score_weighted: bool = True
-    bitrack: bool = False
-    bitrack_iou_thresh: float = 0.5
-    max_dets_per_frame: int = 20
-
-    def __post_init__(self):
-        # A list from a YAML/LazyConfig becomes a tuple, so the settings stay hashable.
-        object.__setattr__(self, "match_coeffs", tuple(float(x) for x in self.match_coeffs))
-
-    @classmethod
-    def from_config(cls, cfg) -> "TrackerSettings":
-        """The settings of a detectron2 config holding ``MODEL.VIS.TRACKER``."""
-        t = cfg.MODEL.VIS.TRACKER
-        return cls(
-            match_coeffs=tuple(t.MATCH_COEFFS),
-            score_thresh=float(t.SCORE_THRESH),
-            max_age=int(t.MAX_AGE),
-            momentum=float(t.MOMENTUM),
-            label_voting=bool(t.LABEL_VOTING),
-            label_voting_weight=float(t.LABEL_VOTING_WEIGHT),
-            label_vote_score_weighted=bool(t.LABEL_VOTE_SCORE_WEIGHTED),
-            bitrack=bool(t.BITRACK),
-            bitrack_iou_thresh=float(t.BITRACK_IOU_THRESH),
-            max_dets_per_frame=int(t.MAX_DETS_PER_FRAME),
-        )
-
-    def build_tracker(self) -> OnlineTracker:
-        """The :class:`OnlineTracker` these settings describe (as ``OnlineTracker.from_config``)."""
-        return OnlineTracker(
-            match_coeffs=self.match_coeffs,
-            score_thresh=self.score_thresh,
-            max_age=self.max_age,
-            momentum=self.momentum,
-            label_voting=self.label_voting,
-            label_voting_weight=self.label_voting_weight,
-            label_vote_score_weighted=self.label_vote_score_weighted,
-            max_dets=self.max_dets_per_frame,
-        )
-
-
-def tracker_settings(cfg_or_settings: Union[object, TrackerSettings, Mapping]) -> TrackerSettings:
-    """A :class:`TrackerSettings` from a detectron2 config (``MODEL.VIS.TRACKER``), a
-    TrackerSettings (returned as is) or a mapping of its fields (dict / omegaconf DictConfig).
-
-    Raises:
-        TypeError: anything else; ValueError: a mapping with a key that is not a field.
-    """
-    if isinstance(cfg_or_settings, TrackerSettings):
-        return cfg_or_settings
-    if hasattr(cfg_or_settings, "MODEL"):  # a CfgNode is also a Mapping: check it first
-        return TrackerSettings.from_config(cfg_or_settings)
-    if isinstance(cfg_or_settings, Mapping):
-        fields = {f.name for f in dataclasses.fields(TrackerSettings)}
-        unknown = sorted(set(cfg_or_settings) - fields)
-        if unknown:
-            raise ValueError(f"tracker settings: unknown key(s) {unknown}; the keys are "
-                             f"{sorted(fields)}")
-        return TrackerSettings(**dict(cfg_or_settings))
-    raise TypeError(
-        f"expected a detectron2 config with MODEL.VIS.TRACKER, a TrackerSettings or a dict of "
-        f"its fields, got {type(cfg_or_settings).__name__}")
 
 
 def encode_masks(masks: torch.Tensor) -> List[dict]:

@@ -54,6 +54,7 @@ class VideoRCNN(GeneralizedRCNN):
         semseg_head: Optional[nn.Module] = None,
         multilabel_head: Optional[nn.Module] = None,
         multilabel_rescore_test: bool = False,
+        ref_backbone_grad: bool = True,
         **kwargs,
     ):
         """
@@ -66,6 +67,11 @@ class VideoRCNN(GeneralizedRCNN):
                 still runs once.
             multilabel_rescore_test: at inference, multiply each detection's score by the
                 frame's predicted probability of its class (needs ``multilabel_head``).
+            ref_backbone_grad: back-propagate through the backbone from the reference frames
+                too (True, MaskTrack R-CNN's way). False runs the reference frames through the
+                backbone without gradient: the track head still learns from both frames and
+                the backbone from the key frames, and a training step costs about a quarter
+                less (used by the CPU demo).
             kwargs: GeneralizedRCNN's arguments (backbone, proposal_generator, roi_heads, ...).
         """
         super().__init__(**kwargs)
@@ -77,6 +83,7 @@ class VideoRCNN(GeneralizedRCNN):
         self.semseg_head = semseg_head
         self.multilabel_head = multilabel_head
         self.multilabel_rescore_test = multilabel_rescore_test
+        self.ref_backbone_grad = ref_backbone_grad
         self._bottom_up_out: Optional[Dict[str, torch.Tensor]] = None
         self._capturing = False
         if multilabel_head is not None:
@@ -103,6 +110,7 @@ class VideoRCNN(GeneralizedRCNN):
                 cfg, _bottom_up(backbone).output_shape()
             )
         ret["multilabel_rescore_test"] = bool(vis.MULTILABEL.RESCORE_TEST)
+        ret["ref_backbone_grad"] = bool(vis.REF_BACKBONE_GRAD)
         return ret
 
     # ------------------------------------------------------------------------------------------
@@ -138,17 +146,24 @@ class VideoRCNN(GeneralizedRCNN):
 
     def _forward_train(self, batched_inputs: List[Dict]):
         n = len(batched_inputs)
-        # Key and reference frames are padded to one size and run through the backbone
-        # together: one pass, and both sets of features share the same padding.
-        images = self.preprocess_image(
-            [{"image": x["image"]} for x in batched_inputs]
-            + [{"image": x["ref_image"]} for x in batched_inputs]
-        )
-        key_images = ImageList(images.tensor[:n], images.image_sizes[:n])
         gt = [x["instances"].to(self.device) for x in batched_inputs]
         ref_gt = [x["ref_instances"].to(self.device) for x in batched_inputs]
-
-        features, ref_features = _split_features(self.backbone(images.tensor), n)
+        if self.ref_backbone_grad:
+            # Key and reference frames are padded to one size and run through the backbone
+            # together: one pass, and both sets of features share the same padding.
+            images = self.preprocess_image(
+                [{"image": x["image"]} for x in batched_inputs]
+                + [{"image": x["ref_image"]} for x in batched_inputs]
+            )
+            key_images = ImageList(images.tensor[:n], images.image_sizes[:n])
+            features, ref_features = _split_features(self.backbone(images.tensor), n)
+        else:
+            ref_images = self.preprocess_image([{"image": x["ref_image"]} for x in batched_inputs])
+            with torch.no_grad():
+                ref_features = self.backbone(ref_images.tensor)
+            # The key pass comes last so that a captured C5 (multi-label head) is the key's.
+            key_images = self.preprocess_image([{"image": x["image"]} for x in batched_inputs])
+            features = self.backbone(key_images.tensor)
         proposals, proposal_losses = self.proposal_generator(key_images, features, gt)
         _, detector_losses = self.roi_heads(
             key_images, features, proposals, gt, ref_features=ref_features, ref_targets=ref_gt

@@ -4,6 +4,7 @@
 * :class:`OnlineTracker` -- MaskTrack R-CNN association as a one-to-one assignment, run
   forward or backward over the cache (or frame by frame with ``step``).
 * :func:`bitrack` -- BiTrack (paper 3.4): merge forward and backward tracklets.
+* :class:`TrackerSettings` -- the tracker's settings (``MODEL.VIS.TRACKER``) as a dataclass.
 * :func:`vote_label` -- label voting (paper 3.5.4).
 * :func:`tracklets_to_predictions` / :func:`predict_video` -- tracks -> video predictions
   (data contract 3).
@@ -12,6 +13,7 @@ from .frame_detections import FrameDetections, TrackingInputError, pairwise_box_
 from .label_voting import track_category_and_score, vote_label
 from .online_tracker import OnlineTracker, TrackedDetection, Tracklet
 from .bitrack import bitrack, merge_bidirectional, track_video
+from .settings import TrackerSettings, tracker_settings
 from .video_output import predict_video, tracklets_to_predictions
 
 __all__ = [
@@ -28,4 +30,6 @@ __all__ = [
     "track_video",
     "predict_video",
     "tracklets_to_predictions",
+    "TrackerSettings",
+    "tracker_settings",
 ]

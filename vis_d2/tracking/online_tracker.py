@@ -199,22 +199,9 @@ class OnlineTracker:
     @classmethod
     def from_config(cls, cfg) -> "OnlineTracker":
         """Build from a detectron2 config holding ``MODEL.VIS.TRACKER`` (see vis_d2.config)."""
-        try:
-            t = cfg.MODEL.VIS.TRACKER
-        except AttributeError:
-            raise TrackingInputError(
-                "OnlineTracker.from_config: the config has no MODEL.VIS.TRACKER; "
-                "call vis_d2.config.add_vis_config(cfg) first") from None
-        return cls(
-            match_coeffs=tuple(t.MATCH_COEFFS),
-            score_thresh=t.SCORE_THRESH,
-            max_age=t.MAX_AGE,
-            momentum=t.MOMENTUM,
-            label_voting=t.LABEL_VOTING,
-            label_voting_weight=t.LABEL_VOTING_WEIGHT,
-            label_vote_score_weighted=t.LABEL_VOTE_SCORE_WEIGHTED,
-            max_dets=t.MAX_DETS_PER_FRAME,
-        )
+        from .settings import TrackerSettings  # settings.py imports this module
+
+        return TrackerSettings.from_config(cfg).build_tracker()
 
     @property
     def label_coeff(self) -> float:

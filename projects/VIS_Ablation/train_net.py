@@ -1,0 +1,180 @@
+#!/usr/bin/env python
+"""Train / evaluate a vis_d2 LazyConfig (the ablation rows of ``configs/``), detectron2 style.
+
+Run from the repository root (datasets resolve against ./datasets, outputs go to ./output):
+
+    python projects/VIS_Ablation/train_net.py \\
+        --config-file projects/VIS_Ablation/configs/A1_baseline.py
+    python projects/VIS_Ablation/train_net.py --config-file ... train.max_iter=100 train.device=cpu
+    python projects/VIS_Ablation/train_net.py --config-file ... --resume
+    python projects/VIS_Ablation/train_net.py --config-file .../A5_bitrack.py --eval-only \\
+        train.init_checkpoint=output/vis_ablation/A3_multitask/model_final.pth
+    python projects/VIS_Ablation/train_net.py --config-file ... --num-gpus 2   # DDP, gloo on CPU
+
+The config provides ``model``, ``dataloader.{train,test,evaluator}``, ``optimizer``,
+``lr_multiplier``, ``train`` and ``tracker`` (see ``configs/base.py``). Training runs detectron2's
+SimpleTrainer (AMPTrainer with ``train.amp.enabled`` on CUDA) with atomic checkpoints; evaluation
+tracks every test video (``vis_d2.engine.video_inference.inference_on_videos`` with the
+``tracker`` settings) and scores it with ``YTVISEvaluator``, which writes ``results.json`` under
+``<train.output_dir>/inference/<test set>/``.
+"""
+import logging
+import os
+import sys
+from typing import Mapping, Optional
+
+import torch
+
+from detectron2.config import CfgNode, LazyConfig, instantiate
+from detectron2.engine import (
+    AMPTrainer,
+    SimpleTrainer,
+    default_argument_parser,
+    default_setup,
+    default_writers,
+    hooks,
+    launch,
+)
+from detectron2.evaluation import print_csv_format
+from detectron2.solver.build import maybe_add_gradient_clipping
+from detectron2.utils import comm
+from detectron2.utils.logger import setup_logger
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+import vis_d2  # noqa: E402,F401  (registers datasets and model components)
+from vis_d2.engine.checkpoint import AtomicCheckpointer, check_weights_path  # noqa: E402
+from vis_d2.engine.trainer import create_ddp_model  # noqa: E402
+from vis_d2.engine.video_inference import inference_on_videos  # noqa: E402
+
+logger = logging.getLogger("vis_d2.lazy_train_net")
+
+REQUIRED_KEYS = ("model", "dataloader", "optimizer", "lr_multiplier", "train", "tracker")
+
+
+def check_config(cfg, config_file: str) -> None:
+    """Fail early, naming the file, when a top-level key the trainer needs is missing."""
+    missing = [k for k in REQUIRED_KEYS if k not in cfg]
+    if missing:
+        raise KeyError(f"{config_file}: the LazyConfig has no {missing} (needs {REQUIRED_KEYS})")
+    for k in ("test", "evaluator"):
+        if k not in cfg.dataloader:
+            raise KeyError(f"{config_file}: the LazyConfig has no dataloader.{k}")
+
+
+def resolve_device(cfg) -> str:
+    """``train.device``, or "cpu" (with a warning) when it asks for CUDA and there is none."""
+    device = str(cfg.train.device)
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        logger.warning("train.device=%s but CUDA is not available: using cpu", device)
+        device = "cpu"
+    return device
+
+
+def add_gradient_clipping(optimizer, clip: Optional[Mapping]):
+    """The optimizer, clipping gradients before each step when ``clip`` (``train.clip_gradients``:
+    enabled, clip_type "norm" | "value", clip_value, norm_type) says so: detectron2's own
+    ``SOLVER.CLIP_GRADIENTS`` implementation, so YAML and LazyConfig rows clip alike."""
+    if not clip or not clip.get("enabled", False):
+        return optimizer
+    unknown = sorted(set(clip) - {"enabled", "clip_type", "clip_value", "norm_type"})
+    if unknown:
+        raise KeyError(f"train.clip_gradients: unknown key(s) {unknown}")
+    node = CfgNode({"SOLVER": {"CLIP_GRADIENTS": {
+        "ENABLED": True,
+        "CLIP_TYPE": str(clip.get("clip_type", "value")),
+        "CLIP_VALUE": float(clip.get("clip_value", 1.0)),
+        "NORM_TYPE": float(clip.get("norm_type", 2.0)),
+    }}})
+    return maybe_add_gradient_clipping(node, optimizer)
+
+
+def do_test(cfg, model):
+    """Track and score the videos of ``dataloader.test``; returns ``{"segm": {...}}`` (or {})."""
+    loader = instantiate(cfg.dataloader.test)
+    evaluator = instantiate(cfg.dataloader.evaluator)
+    settings = instantiate(cfg.tracker)
+    logger.info(f"Video inference with {settings}")
+    results = inference_on_videos(model, loader, evaluator, settings)
+    if comm.is_main_process() and results:
+        logger.info(f"Evaluation results for {cfg.dataloader.test.dataset} in csv format:")
+        print_csv_format(results)
+    return results
+
+
+def do_train(args, cfg, device: str):
+    """SimpleTrainer/AMPTrainer + hooks: LR schedule, atomic periodic checkpoints, evaluation
+    every ``train.eval_period`` iterations and after training (0: after training only), the best
+    checkpoint by ``train.best_metric``, and detectron2's writers."""
+    model = instantiate(cfg.model)
+    model.to(device)
+    logger.info("Model:\n{}".format(model))
+
+    cfg.optimizer.params.model = model
+    optimizer = add_gradient_clipping(instantiate(cfg.optimizer), cfg.train.get("clip_gradients"))
+    train_loader = instantiate(cfg.dataloader.train)
+
+    model = create_ddp_model(model, **cfg.train.ddp)
+    use_amp = bool(cfg.train.amp.enabled)
+    if use_amp and not device.startswith("cuda"):
+        logger.warning("train.amp.enabled needs CUDA; training in fp32 on %s", device)
+        use_amp = False
+    trainer = (AMPTrainer if use_amp else SimpleTrainer)(model, train_loader, optimizer)
+    checkpointer = AtomicCheckpointer(model, cfg.train.output_dir, trainer=trainer)
+
+    eval_period = int(cfg.train.eval_period)
+    best_metric = cfg.train.get("best_metric", "")
+    main = comm.is_main_process()
+    trainer.register_hooks([
+        hooks.IterationTimer(),
+        hooks.LRScheduler(scheduler=instantiate(cfg.lr_multiplier)),
+        hooks.PeriodicCheckpointer(checkpointer, **cfg.train.checkpointer) if main else None,
+        hooks.EvalHook(eval_period, lambda: do_test(cfg, model)),
+        # after EvalHook, which puts the metrics into the event storage
+        hooks.BestCheckpointer(eval_period, checkpointer, best_metric, mode="max")
+        if main and eval_period > 0 and best_metric else None,
+        hooks.PeriodicWriter(
+            default_writers(cfg.train.output_dir, cfg.train.max_iter),
+            period=cfg.train.log_period,
+        ) if main else None,
+    ])
+
+    checkpointer.resume_or_load(cfg.train.init_checkpoint, resume=args.resume)
+    start_iter = trainer.iter + 1 if args.resume and checkpointer.has_checkpoint() else 0
+    trainer.train(start_iter, cfg.train.max_iter)
+
+
+def main(args):
+    if not os.path.isfile(args.config_file):
+        raise FileNotFoundError(f"config file not found: {args.config_file}")
+    cfg = LazyConfig.load(args.config_file)
+    cfg = LazyConfig.apply_overrides(cfg, args.opts)
+    check_config(cfg, args.config_file)
+    default_setup(cfg, args)
+    # vis_d2's own loggers (video inference progress, the evaluator's tables) into log.txt too
+    setup_logger(cfg.train.output_dir, distributed_rank=comm.get_rank(), name="vis_d2")
+    device = resolve_device(cfg)
+    if not args.resume:
+        check_weights_path(cfg.train.init_checkpoint)
+
+    if args.eval_only:
+        model = instantiate(cfg.model)
+        model.to(device)
+        model = create_ddp_model(model)
+        check_weights_path(cfg.train.init_checkpoint)
+        AtomicCheckpointer(model, save_dir=cfg.train.output_dir).resume_or_load(
+            cfg.train.init_checkpoint, resume=args.resume
+        )
+        return do_test(cfg, model)
+    do_train(args, cfg, device)
+
+
+if __name__ == "__main__":
+    args = default_argument_parser().parse_args()
+    launch(
+        main,
+        args.num_gpus,
+        num_machines=args.num_machines,
+        machine_rank=args.machine_rank,
+        dist_url=args.dist_url,
+        args=(args,),
+    )
