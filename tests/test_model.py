@@ -104,3 +104,29 @@ def test_training_step_and_inference_outputs():
     assert inst.image_size == (192, 256)
     assert inst.pred_embeds.shape == (len(inst), cfg.MODEL.VIS.TRACK_HEAD.EMBED_DIM)
     assert inst.pred_masks.shape[1:] == (192, 256)
+
+
+def test_reference_frames_without_backbone_gradient_same_losses():
+    """REF_BACKBONE_GRAD only changes where gradients flow: same weights and inputs give the
+    same losses, and the backbone gets less gradient when the reference pass has none."""
+    torch.manual_seed(0)
+    models, grads, losses = {}, {}, {}
+    for flag in (True, False):
+        torch.manual_seed(0)
+        models[flag] = build_model(_cfg("MODEL.VIS.REF_BACKBONE_GRAD", str(flag)))
+    models[False].load_state_dict(models[True].state_dict())
+    torch.manual_seed(1)
+    batch = [_pair()]
+    # different key and reference images, so the reference pass matters
+    batch[0]["ref_image"] = torch.randint(0, 255, (3, 96, 128), dtype=torch.uint8)
+    for flag, model in models.items():
+        model.train()
+        torch.manual_seed(2)  # same proposal / ROI sampling in both runs
+        with EventStorage(0):
+            out = model(batch)
+        losses[flag] = {k: float(v) for k, v in out.items()}
+        out["loss_track"].backward()
+        grads[flag] = model.backbone.bottom_up.stem.conv1.weight.grad.clone()
+    for k in losses[True]:
+        assert losses[True][k] == pytest.approx(losses[False][k], rel=1e-4, abs=1e-6), k
+    assert not torch.allclose(grads[True], grads[False])
