@@ -24,6 +24,7 @@ from detectron2.solver import build_lr_scheduler
 from detectron2.solver.lr_scheduler import LRMultiplier
 
 import vis_d2  # noqa: F401
+from helpers import TINY_OPTS
 from vis_d2.config import get_vis_cfg
 from vis_d2.data.build import build_vis_test_loader, build_vis_train_loader
 from vis_d2.data.build import get_vis_train_dataset_dicts
@@ -521,19 +522,7 @@ def test_sweep_reuses_a3_for_a5_and_skips_finished_rows(registered_synthvis, dat
 # ---------------------------------------------------------------------------------------------
 # Sweep end to end
 # ---------------------------------------------------------------------------------------------
-TINY = [  # the demo's structure with thin layers and small frames (as tests/test_train_net.py)
-    "MODEL.DEVICE", "cpu",
-    "MODEL.FPN.OUT_CHANNELS", "32",
-    "MODEL.ROI_BOX_HEAD.FC_DIM", "64",
-    "MODEL.ROI_MASK_HEAD.CONV_DIM", "32",
-    "MODEL.VIS.TRACK_HEAD.FC_DIM", "32",
-    "MODEL.VIS.TRACK_HEAD.EMBED_DIM", "32",
-    "INPUT.MIN_SIZE_TRAIN", "(96,)", "INPUT.MAX_SIZE_TRAIN", "160",
-    "INPUT.MIN_SIZE_TEST", "96", "INPUT.MAX_SIZE_TEST", "160",
-    "SOLVER.IMS_PER_BATCH", "2",
-    "DATALOADER.NUM_WORKERS", "0",
-    "MODEL.VIS.TRACKER.SCORE_THRESH", "0.0",
-]
+TINY = TINY_OPTS
 LAZY_TINY = [
     "model.backbone.out_channels=32",
     "dataloader.train.total_batch_size=2", "dataloader.train.num_workers=0",

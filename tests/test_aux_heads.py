@@ -20,6 +20,7 @@ from detectron2.structures import BitMasks, Boxes, Instances, PolygonMasks
 from detectron2.utils.events import EventStorage
 
 import vis_d2  # noqa: F401
+from helpers import gt_instances
 from vis_d2.config import get_vis_cfg
 from vis_d2.modeling.aux_heads import (
     MultiLabelHead,
@@ -127,17 +128,7 @@ HEADS_ON = ("MODEL.VIS.SEMSEG.ENABLED", "True", "MODEL.VIS.MULTILABEL.ENABLED", 
 
 
 def _instances(classes, with_masks=True, size=(96, 128)):
-    inst = Instances(size)
-    boxes = torch.tensor([[8.0, 8, 40, 48], [60, 40, 100, 80]])
-    inst.gt_boxes = Boxes(boxes)
-    inst.gt_classes = torch.tensor(classes)
-    inst.gt_track_ids = torch.tensor([1, 2])
-    if with_masks:
-        m = torch.zeros(2, *size, dtype=torch.bool)
-        for k, (x0, y0, x1, y1) in enumerate(boxes.int().tolist()):
-            m[k, y0:y1, x0:x1] = True
-        inst.gt_masks = BitMasks(m)
-    return inst
+    return gt_instances(0, [1, 2], classes, with_masks, size)
 
 
 def _pair(seed, with_masks=True):

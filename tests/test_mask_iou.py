@@ -10,9 +10,10 @@ from torch import nn
 
 from detectron2.layers import ShapeSpec
 from detectron2.modeling import build_model
-from detectron2.structures import BitMasks, Boxes, Instances
+from detectron2.structures import Instances
 from detectron2.utils.events import EventStorage
 
+from helpers import training_pair
 import vis_d2  # noqa: F401
 from vis_d2.config import get_vis_cfg
 from vis_d2.modeling.mask_iou_head import (
@@ -113,24 +114,7 @@ def _cfg(*opts):
                                 "128", *opts])
 
 
-def _instances(offset, ids, with_masks=True, size=(96, 128)):
-    inst = Instances(size)
-    boxes = torch.tensor([[8.0 + offset, 8, 40 + offset, 48], [60, 40, 100, 80]])
-    inst.gt_boxes = Boxes(boxes)
-    inst.gt_classes = torch.tensor([1, 2])
-    inst.gt_track_ids = torch.tensor(ids)
-    if with_masks:
-        m = torch.zeros(2, *size, dtype=torch.bool)
-        for k, (x0, y0, x1, y1) in enumerate(boxes.int().tolist()):
-            m[k, y0:y1, x0:x1] = True
-        inst.gt_masks = BitMasks(m)
-    return inst
-
-
-def _pair(with_masks=True):
-    img = torch.randint(0, 255, (3, 96, 128), dtype=torch.uint8)
-    return {"image": img, "instances": _instances(0, [1, 2], with_masks),
-            "ref_image": img, "ref_instances": _instances(4, [2, 1], with_masks)}
+_pair = training_pair
 
 
 @pytest.fixture(scope="module")

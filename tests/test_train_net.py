@@ -8,24 +8,13 @@ import sys
 
 import pytest
 
+from helpers import TINY_OPTS
 from vis_d2.data.synthetic import SynthConfig, generate
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # A model small enough for a 2-core CI machine: the structure of the demo, with thin layers.
-TINY = [
-    "MODEL.DEVICE", "cpu",
-    "MODEL.FPN.OUT_CHANNELS", "32",
-    "MODEL.ROI_BOX_HEAD.FC_DIM", "64",
-    "MODEL.ROI_MASK_HEAD.CONV_DIM", "32",
-    "MODEL.VIS.TRACK_HEAD.FC_DIM", "32",
-    "MODEL.VIS.TRACK_HEAD.EMBED_DIM", "32",
-    "INPUT.MIN_SIZE_TRAIN", "(96,)", "INPUT.MAX_SIZE_TRAIN", "160",
-    "INPUT.MIN_SIZE_TEST", "96", "INPUT.MAX_SIZE_TEST", "160",
-    "SOLVER.IMS_PER_BATCH", "2", "SOLVER.WARMUP_ITERS", "1", "SOLVER.STEPS", "()",
-    "DATALOADER.NUM_WORKERS", "0",
-    "MODEL.VIS.TRACKER.SCORE_THRESH", "0.0",
-]
+TINY = TINY_OPTS + ["SOLVER.WARMUP_ITERS", "1", "SOLVER.STEPS", "()"]
 
 
 @pytest.fixture(scope="module")
