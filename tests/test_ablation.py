@@ -28,7 +28,6 @@ from helpers import TINY_OPTS
 from vis_d2.config import get_vis_cfg
 from vis_d2.data.build import build_vis_test_loader, build_vis_train_loader
 from vis_d2.data.build import get_vis_train_dataset_dicts
-from vis_d2.data.synthetic import SynthConfig, generate
 from vis_d2.data.ytvis import categories_to_metadata, register_ytvis_instances
 from vis_d2.engine.video_inference import track_cached_video
 from vis_d2.tracking import TrackerSettings, tracker_settings
@@ -392,14 +391,6 @@ def test_tracker_settings_replace_the_config():
 
     with pytest.raises(ValueError, match="the config has no MODEL.VIS.TRACKER"):
         tracker_settings(get_cfg())  # detectron2's defaults without add_vis_config
-
-
-@pytest.fixture(scope="module")
-def data_root(tmp_path_factory):
-    root = tmp_path_factory.mktemp("datasets")
-    generate(str(root / "synthvis"), train_videos=3, val_videos=2, seed=5, image_set_size=0,
-             config=SynthConfig(length_range=(4, 6)))
-    return root
 
 
 @pytest.fixture

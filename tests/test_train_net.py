@@ -6,23 +6,13 @@ import re
 import subprocess
 import sys
 
-import pytest
 
 from helpers import TINY_OPTS
-from vis_d2.data.synthetic import SynthConfig, generate
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # A model small enough for a 2-core CI machine: the structure of the demo, with thin layers.
 TINY = TINY_OPTS + ["SOLVER.WARMUP_ITERS", "1", "SOLVER.STEPS", "()"]
-
-
-@pytest.fixture(scope="module")
-def data_root(tmp_path_factory):
-    root = tmp_path_factory.mktemp("datasets")
-    generate(str(root / "synthvis"), train_videos=3, val_videos=2, seed=5, image_set_size=0,
-             config=SynthConfig(length_range=(4, 6)))
-    return root
 
 
 def run_train_net(data_root, *args, timeout=600):

@@ -1,0 +1,13 @@
+"""Fixtures shared by the test modules."""
+import pytest
+
+from vis_d2.data.synthetic import SynthConfig, generate
+
+
+@pytest.fixture(scope="module")
+def data_root(tmp_path_factory):
+    """A DETECTRON2_DATASETS root holding a tiny synthvis (3 train / 2 val videos of 4-6 frames)."""
+    root = tmp_path_factory.mktemp("datasets")
+    generate(str(root / "synthvis"), train_videos=3, val_videos=2, seed=5, image_set_size=0,
+             config=SynthConfig(length_range=(4, 6)))
+    return root
