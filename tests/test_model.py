@@ -59,6 +59,35 @@ def test_fpn_levels(p7, levels):
     assert strides == {f"p{i}": 2 ** i for i in range(2, 2 + len(levels))}
 
 
+def test_narrow_basic_block_resnet():
+    """R18 at width 32: stages 32/64/128/256 (a quarter of the weights of width 64); width 64
+    is detectron2's own R18, parameter for parameter."""
+    from detectron2.layers import ShapeSpec
+    from detectron2.modeling.backbone.resnet import ResNet, build_resnet_backbone
+
+    from vis_d2.modeling.fpn import build_vis_resnet, make_basic_block_stages
+
+    cfg = _cfg("MODEL.RESNETS.STEM_OUT_CHANNELS", "32", "MODEL.RESNETS.RES2_OUT_CHANNELS", "32")
+    narrow = build_vis_resnet(cfg, ShapeSpec(channels=3))
+    assert {k: v.channels for k, v in narrow.output_shape().items()} == {
+        "res2": 32, "res3": 64, "res4": 128, "res5": 256}
+    out = narrow(torch.zeros(1, 3, 64, 96))
+    assert out["res5"].shape == (1, 256, 2, 3)
+    cfg64 = _cfg()
+    ref = build_resnet_backbone(cfg64, ShapeSpec(channels=3))
+    ours = make_basic_block_stages(18, 64, 64, "GN")
+    assert sum(p.numel() for s in ours for b in s for p in b.parameters()) == sum(
+        p.numel() for n, p in ref.named_parameters() if not n.startswith("stem"))
+    n_narrow = sum(p.numel() for p in narrow.parameters())
+    assert n_narrow < 0.26 * sum(p.numel() for p in ref.parameters())
+    with pytest.raises(ValueError, match="depth must be 18 or 34"):
+        make_basic_block_stages(50, 64, 64)
+    with pytest.raises(ValueError, match="NUM_GROUPS"):
+        build_vis_resnet(_cfg("MODEL.RESNETS.RES2_OUT_CHANNELS", "32", "MODEL.RESNETS.NUM_GROUPS", "2"),
+                         ShapeSpec(channels=3))
+    assert isinstance(narrow, ResNet)
+
+
 _pair = training_pair
 
 

@@ -67,3 +67,39 @@ def test_bad_config_inputs_give_clear_errors(data_root, tmp_path):
                          capture_output=True, text=True, timeout=120)
     assert out.returncode != 0
     assert f"MODEL.WEIGHTS points to '{tmp_path / 'missing.pth'}', which does not exist" in out.stderr
+
+
+def test_solver_optimizer_choice():
+    """SOLVER.OPTIMIZER picks detectron2's SGD or AdamW; both get SOLVER.CLIP_GRADIENTS."""
+    import pytest
+    import torch
+
+    from vis_d2.config import get_vis_cfg
+    from vis_d2.engine import VISTrainer
+
+    model = torch.nn.Linear(2, 1, bias=False)
+    with torch.no_grad():
+        model.weight.zero_()
+
+    def one_step(*opts):
+        cfg = get_vis_cfg(os.path.join(REPO, "configs/synthvis/R18_demo.yaml"),
+                          ["MODEL.DEVICE", "cpu", "SOLVER.BASE_LR", "0.1", "SOLVER.WEIGHT_DECAY", "0.0",
+                           "SOLVER.CLIP_GRADIENTS.CLIP_VALUE", "5.0", *opts])
+        opt = VISTrainer.build_optimizer(cfg, model)
+        with torch.no_grad():
+            model.weight.zero_()
+        model.weight.grad = torch.tensor([[30.0, 40.0]])  # norm 50, clipped to 5
+        opt.step()
+        return opt, model.weight.detach().clone()
+
+    opt, w = one_step("SOLVER.OPTIMIZER", "SGD", "SOLVER.MOMENTUM", "0.0")
+    assert isinstance(opt, torch.optim.SGD)
+    assert torch.allclose(w, torch.tensor([[-0.3, -0.4]]))
+    opt, w = one_step("SOLVER.OPTIMIZER", "ADAMW")
+    assert isinstance(opt, torch.optim.AdamW)
+    # Adam's first step moves every coordinate by lr (sign of the gradient), clipped or not.
+    assert torch.allclose(w, torch.tensor([[-0.1, -0.1]]), atol=1e-6)
+    assert opt.param_groups[0]["betas"] == (0.9, 0.999)
+    assert type(opt).__name__ == "AdamWWithGradientClip"  # detectron2's clipping wrapper
+    with pytest.raises(ValueError, match="SOLVER.OPTIMIZER must be 'SGD' or 'ADAMW', got 'LION'"):
+        one_step("SOLVER.OPTIMIZER", "LION")

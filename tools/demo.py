@@ -5,7 +5,8 @@ render one validation video.
     python tools/demo.py [--config-file configs/synthvis/R18_demo.yaml] [--fresh] [opts ...]
 
 Writes under OUTPUT_DIR (default output/demo): the checkpoints, `results.json` (YouTube-VIS
-format), `metrics.json`, `<video>.gif` (every frame with coloured masks, boxes and track ids) and
+format), `demo_metrics.json` (AP/AR and wall time; detectron2's own `metrics.json` keeps the
+training events), `<video>.gif` (every frame with coloured masks, boxes and track ids) and
 `<video>_sheet.png` (a contact sheet of a few frames). Re-running resumes from the last
 checkpoint (a finished run goes straight to evaluation); `--fresh` starts over.
 """
@@ -78,7 +79,7 @@ def main(argv=None):
     with open(src) as f:
         results = json.load(f)
     atomic_write_json(os.path.join(cfg.OUTPUT_DIR, "results.json"), results)
-    atomic_write_json(os.path.join(cfg.OUTPUT_DIR, "metrics.json"),
+    atomic_write_json(os.path.join(cfg.OUTPUT_DIR, "demo_metrics.json"),
                       {"dataset": name, "wall_seconds": round(wall, 1), **metrics.get("segm", {})}, indent=2)
     anim, sheet, n = render_one_video(cfg, results, cfg.OUTPUT_DIR)
 

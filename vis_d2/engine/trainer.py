@@ -19,6 +19,7 @@ from torch.nn.parallel import DistributedDataParallel
 from detectron2.engine import AMPTrainer, DefaultTrainer, SimpleTrainer, hooks
 from detectron2.engine.train_loop import TrainerBase
 from detectron2.evaluation import print_csv_format
+from detectron2.solver.build import get_default_optimizer_params, maybe_add_gradient_clipping
 from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
 
@@ -82,6 +83,28 @@ class VISTrainer(DefaultTrainer):
             ret.insert(eval_idx + 1, hooks.BestCheckpointer(
                 self.cfg.TEST.EVAL_PERIOD, self.checkpointer, metric, mode="max"))
         return ret
+
+    @classmethod
+    def build_optimizer(cls, cfg, model):
+        """detectron2's SGD for ``SOLVER.OPTIMIZER`` "SGD"; AdamW (same parameter groups,
+        same gradient clipping) for "ADAMW"."""
+        name = cfg.SOLVER.OPTIMIZER.upper()
+        if name == "SGD":
+            return super().build_optimizer(cfg, model)
+        if name != "ADAMW":
+            raise ValueError(f"SOLVER.OPTIMIZER must be 'SGD' or 'ADAMW', got {cfg.SOLVER.OPTIMIZER!r}")
+        params = get_default_optimizer_params(
+            model,
+            base_lr=cfg.SOLVER.BASE_LR,
+            weight_decay_norm=cfg.SOLVER.WEIGHT_DECAY_NORM,
+            bias_lr_factor=cfg.SOLVER.BIAS_LR_FACTOR,
+            weight_decay_bias=cfg.SOLVER.WEIGHT_DECAY_BIAS,
+        )
+        optimizer_type = maybe_add_gradient_clipping(cfg, torch.optim.AdamW)
+        return optimizer_type(
+            params, lr=cfg.SOLVER.BASE_LR, betas=tuple(cfg.SOLVER.ADAMW_BETAS),
+            weight_decay=cfg.SOLVER.WEIGHT_DECAY,
+        )
 
     @classmethod
     def build_train_loader(cls, cfg):
