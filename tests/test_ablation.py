@@ -119,7 +119,7 @@ def test_lazy_and_yacs_rows_build_the_same_model(row):
         assert shapes["roi_heads.tcis.deform_conv.weight"] == (128, 128, 3, 3)
         assert shapes["roi_heads.maskiou_head.predictor.weight"] == (4, 512)
         assert shapes["semseg_head.predictor.weight"] == (5, 128, 1, 1)
-        assert shapes["multilabel_head.fc.weight"] == (4, 512)
+        assert shapes["multilabel_head.fc.weight"] == (4, 256)
 
 
 def test_lazy_rows_match_yaml_tracker_and_schedule():
@@ -147,8 +147,8 @@ def test_lazy_rows_match_yaml_tracker_and_schedule():
         sched_y.step()
         sched_l.step()
     np.testing.assert_allclose(lrs_l, lrs_y, rtol=1e-9)
-    assert lrs_y[479] == pytest.approx(0.02) and lrs_y[480] == pytest.approx(0.002)
-    assert lrs_y[590] == pytest.approx(0.0002) and lrs_y[0] == pytest.approx(0.02 * 0.001)
+    assert lrs_y[1199] == pytest.approx(5e-4) and lrs_y[1200] == pytest.approx(5e-5)
+    assert lrs_y[1500] == pytest.approx(5e-6) and lrs_y[0] == pytest.approx(5e-4 * 0.001)
 
 
 def test_lazy_training_and_data_settings_match_the_yaml():
@@ -162,8 +162,9 @@ def test_lazy_training_and_data_settings_match_the_yaml():
                                          "norm_type": clip.NORM_TYPE}
     assert (train.max_iter, train.checkpointer.period, train.eval_period) == \
         (cfg.SOLVER.MAX_ITER, cfg.SOLVER.CHECKPOINT_PERIOD, cfg.TEST.EVAL_PERIOD)
-    assert (opt.lr, opt.momentum, opt.weight_decay, opt.nesterov) == \
-        (cfg.SOLVER.BASE_LR, cfg.SOLVER.MOMENTUM, cfg.SOLVER.WEIGHT_DECAY, cfg.SOLVER.NESTEROV)
+    assert cfg.SOLVER.OPTIMIZER == "ADAMW" and opt._target_ is torch.optim.AdamW
+    assert (opt.lr, tuple(opt.betas), opt.weight_decay) == \
+        (cfg.SOLVER.BASE_LR, tuple(cfg.SOLVER.ADAMW_BETAS), cfg.SOLVER.WEIGHT_DECAY)
     assert opt.params.weight_decay_norm == cfg.SOLVER.WEIGHT_DECAY_NORM
     assert (data.train.total_batch_size, data.train.num_workers) == \
         (cfg.SOLVER.IMS_PER_BATCH, cfg.DATALOADER.NUM_WORKERS)

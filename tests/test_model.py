@@ -73,7 +73,7 @@ def test_narrow_basic_block_resnet():
         "res2": 32, "res3": 64, "res4": 128, "res5": 256}
     out = narrow(torch.zeros(1, 3, 64, 96))
     assert out["res5"].shape == (1, 256, 2, 3)
-    cfg64 = _cfg()
+    cfg64 = _cfg("MODEL.RESNETS.STEM_OUT_CHANNELS", "64", "MODEL.RESNETS.RES2_OUT_CHANNELS", "64")
     ref = build_resnet_backbone(cfg64, ShapeSpec(channels=3))
     ours = make_basic_block_stages(18, 64, 64, "GN")
     assert sum(p.numel() for s in ours for b in s for p in b.parameters()) == sum(

@@ -26,7 +26,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 CONFIGS = {
     "R18 demo (192 short side)": ("configs/synthvis/R18_demo.yaml", []),
     "R50-FPN 360x640": ("configs/synthvis/R18_demo.yaml", [
-        "MODEL.RESNETS.DEPTH", "50", "MODEL.RESNETS.RES2_OUT_CHANNELS", "256",
+        "MODEL.RESNETS.DEPTH", "50", "MODEL.RESNETS.STEM_OUT_CHANNELS", "64",
+        "MODEL.RESNETS.RES2_OUT_CHANNELS", "256",
         "MODEL.RESNETS.STRIDE_IN_1X1", "True", "MODEL.FPN.OUT_CHANNELS", "256",
         "MODEL.ROI_BOX_HEAD.FC_DIM", "1024", "MODEL.ROI_MASK_HEAD.CONV_DIM", "256",
         "MODEL.ROI_MASK_HEAD.NUM_CONV", "4", "MODEL.VIS.TRACK_HEAD.FC_DIM", "1024",
@@ -211,7 +212,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("section", choices=["train", "infer", "scaling", "bitrack"])
     ap.add_argument("--iters", type=int, default=10)
-    ap.add_argument("--batch", type=int, default=4)
+    ap.add_argument("--batch", type=int, default=2)  # pairs per iteration, as the demo
     ap.add_argument("--frames", type=int, default=40)
     ap.add_argument("--videos", type=int, default=10)
     ap.add_argument("--lengths", type=int, nargs="+", default=[30, 300])

@@ -25,7 +25,7 @@ model.semseg_head = L(SemSegAuxHead)(
     loss_weight=0.5,
 )
 model.multilabel_head = L(MultiLabelHead)(
-    input_shape=ShapeSpec(channels=512, stride=32),  # ResNet-18 stage C5 (res5)
+    input_shape=ShapeSpec(channels=256, stride=32),  # C5 (res5) of the half-width ResNet-18
     in_feature="res5",
     num_classes="${..roi_heads.num_classes}",
     loss_weight=0.5,
