@@ -543,3 +543,22 @@ def test_cli_table_and_error(tmp_path, capsys):
     assert cli.main(["--gt", gt_file, "--results", str(tmp_path / "bad.json")]) == 2
     err = capsys.readouterr().err
     assert "bad.json: prediction #0 (video 1)" in err and "has 3 frames" in err
+
+
+def test_cli_class_agnostic(tmp_path, capsys):
+    """A perfect mask track with the wrong category scores AP 0, and AP 1 class-agnostic."""
+    h, w = 10, 10
+    segs = [rect(h, w, 0, 3, 0, 10), rect(h, w, 2, 6, 1, 9)]
+    gt = gt_json([video(1, h, w, 2)], [ann(1, 1, 1, segs)], num_categories=2)
+    (tmp_path / "gt.json").write_text(json.dumps(gt))
+    (tmp_path / "res.json").write_text(json.dumps([pred(1, 2, 0.9, segs)]))
+    args = ["--gt", str(tmp_path / "gt.json"), "--results", str(tmp_path / "res.json"), "--json"]
+    assert cli.main(args) == 0
+    assert json.loads(capsys.readouterr().out)["AP"] == 0.0
+    assert cli.main(args + ["--class-agnostic"]) == 0
+    metrics = json.loads(capsys.readouterr().out)
+    assert metrics["AP"] == approx(1.0) and metrics["AR1"] == approx(1.0)
+    (tmp_path / "broken.json").write_text("[{")
+    assert cli.main(["--gt", str(tmp_path / "gt.json"), "--results", str(tmp_path / "broken.json"),
+                     "--class-agnostic"]) == 2
+    assert "broken.json: not valid JSON" in capsys.readouterr().err
