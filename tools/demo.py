@@ -18,6 +18,8 @@ import shutil
 import sys
 import time
 
+import yaml
+
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.engine import default_setup
 from detectron2.utils.logger import setup_logger
@@ -52,6 +54,32 @@ def render_one_video(cfg, results, out_dir):
     return anim, sheet, len(preds)
 
 
+def check_resumable(cfg, output_dir):
+    """Refuse to resume a run of another model or schedule in ``output_dir``.
+
+    A checkpoint from an earlier demo recipe would be loaded with its mismatched layers skipped
+    (detectron2 only warns) and trained on from its iteration: a silently wrong demo.
+    Raises SystemExit naming the folder and the differing keys.
+    """
+    prev = os.path.join(output_dir, "config.yaml")
+    if not (os.path.isfile(prev) and os.path.isfile(os.path.join(output_dir, "last_checkpoint"))):
+        return
+    old = get_vis_cfg(prev)
+    diffs = []
+    for section in ("MODEL", "SOLVER", "INPUT"):
+        a, b = old[section].clone(), cfg[section].clone()
+        if section == "MODEL":  # where it runs and where it starts from do not matter here
+            for c in (a, b):
+                c.DEVICE, c.WEIGHTS = "", ""
+        # compared as plain YAML data: a reloaded config has lists where the defaults have tuples
+        if yaml.safe_load(a.dump()) != yaml.safe_load(b.dump()):
+            diffs.append(section)
+    if diffs:
+        raise SystemExit(
+            f"error: {output_dir} holds a run with a different {'/'.join(diffs)} config ({prev}); "
+            "run with --fresh to start over, or give another OUTPUT_DIR")
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--config-file", default="configs/synthvis/R18_demo.yaml")
@@ -62,6 +90,7 @@ def main(argv=None):
     cfg = get_vis_cfg(args.config_file, args.opts)
     if args.fresh and os.path.isdir(cfg.OUTPUT_DIR):
         shutil.rmtree(cfg.OUTPUT_DIR)
+    check_resumable(cfg, cfg.OUTPUT_DIR)
     cfg.freeze()
     default_setup(cfg, argparse.Namespace(config_file=args.config_file, opts=args.opts, eval_only=False))
     setup_logger(cfg.OUTPUT_DIR, name="vis_d2")  # inference progress and evaluation logs

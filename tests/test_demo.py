@@ -1,0 +1,35 @@
+"""tools/demo.py refuses to resume a run of another recipe in its output folder."""
+import importlib.util
+import os
+
+import pytest
+
+from vis_d2.config import get_vis_cfg
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CONFIG = os.path.join(REPO, "configs/synthvis/R18_demo.yaml")
+
+
+def _demo_module():
+    spec = importlib.util.spec_from_file_location("vis_d2_demo", os.path.join(REPO, "tools", "demo.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_resume_only_the_same_recipe(tmp_path):
+    demo = _demo_module()
+    cfg = get_vis_cfg(CONFIG, ["MODEL.DEVICE", "cpu"])
+    demo.check_resumable(cfg, str(tmp_path))  # empty folder: nothing to resume
+    saved = cfg.clone()
+    saved.MODEL.WEIGHTS = "somewhere/model.pth"  # where a run starts from does not matter
+    (tmp_path / "config.yaml").write_text(saved.dump())
+    demo.check_resumable(cfg, str(tmp_path))  # a config without a checkpoint: nothing to resume
+    (tmp_path / "last_checkpoint").write_text("model_0000499.pth")
+    demo.check_resumable(cfg, str(tmp_path))  # same recipe: resumes
+    old = cfg.clone()
+    old.MODEL.RESNETS.RES2_OUT_CHANNELS = 64
+    old.SOLVER.MAX_ITER = 640
+    (tmp_path / "config.yaml").write_text(old.dump())
+    with pytest.raises(SystemExit, match=r"holds a run with a different MODEL/SOLVER config .*--fresh"):
+        demo.check_resumable(cfg, str(tmp_path))
