@@ -561,4 +561,9 @@ def test_cli_class_agnostic(tmp_path, capsys):
     (tmp_path / "broken.json").write_text("[{")
     assert cli.main(["--gt", str(tmp_path / "gt.json"), "--results", str(tmp_path / "broken.json"),
                      "--class-agnostic"]) == 2
-    assert "broken.json: not valid JSON" in capsys.readouterr().err
+    assert "broken.json: not valid json" in capsys.readouterr().err
+    # the ground truth keeps its file name in errors
+    (tmp_path / "nocats.json").write_text(json.dumps(dict(gt, categories=[])))
+    assert cli.main(["--gt", str(tmp_path / "nocats.json"), "--results", str(tmp_path / "res.json"),
+                     "--class-agnostic"]) == 2
+    assert "nocats.json: class-agnostic scoring needs a non-empty 'categories'" in capsys.readouterr().err

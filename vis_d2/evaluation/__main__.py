@@ -15,28 +15,6 @@ import time
 from .ytvis_eval import YTVISFormatError, evaluate_ytvis, format_metrics_table
 
 
-def _load_json(path: str):
-    try:
-        with open(path) as f:
-            return json.load(f)
-    except json.JSONDecodeError as e:
-        raise YTVISFormatError(f"{path}: not valid JSON ({e})") from None
-
-
-def class_agnostic(gt: dict, results: list):
-    """Copies of a YouTube-VIS ground truth (dict) and results (list) with every annotation and
-    prediction moved to one category (the first of ``gt["categories"]``)."""
-    cats = gt.get("categories") if isinstance(gt, dict) else None
-    if not cats:
-        raise YTVISFormatError("class-agnostic scoring: the ground truth has no 'categories'")
-    if not isinstance(results, list):
-        raise YTVISFormatError("class-agnostic scoring: the results must be a JSON list")
-    cid = cats[0]["id"]
-    gt = dict(gt, categories=[dict(cats[0], name="object")],
-              annotations=[dict(a, category_id=cid) for a in gt.get("annotations", [])])
-    return gt, [dict(p, category_id=cid) if isinstance(p, dict) else p for p in results]
-
-
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m vis_d2.evaluation",
@@ -53,10 +31,7 @@ def main(argv=None) -> int:
 
     start = time.perf_counter()
     try:
-        gt, results = args.gt, args.results
-        if args.class_agnostic:
-            gt, results = class_agnostic(_load_json(gt), _load_json(results))
-        metrics = evaluate_ytvis(gt, results)
+        metrics = evaluate_ytvis(args.gt, args.results, class_agnostic=args.class_agnostic)
     except (YTVISFormatError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

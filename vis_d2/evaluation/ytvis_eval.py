@@ -58,6 +58,8 @@ __all__ = [
     "Track",
     "evaluate_ytvis",
     "load_predictions",
+    "read_json",
+    "to_class_agnostic",
     "format_metrics_table",
     "IOU_THRESHOLDS",
     "RECALL_THRESHOLDS",
@@ -230,12 +232,7 @@ class YTVISGroundTruth:
     @classmethod
     def load(cls, json_file: str) -> "YTVISGroundTruth":
         """Read and check a ground-truth json file."""
-        with open(json_file) as f:
-            try:
-                dataset = json.load(f)
-            except json.JSONDecodeError as e:
-                raise YTVISFormatError(f"{json_file}: not valid json: {e}") from e
-        return cls(dataset, source=json_file)
+        return cls(read_json(json_file), source=json_file)
 
     def _parse_annotation(self, index: int, ann) -> Track:
         source = self.source
@@ -722,27 +719,58 @@ class YTVISEval:
         return out
 
 
+def read_json(path) -> object:
+    """The parsed content of a json file; ``YTVISFormatError`` naming the file if it is not json."""
+    with open(path) as f:
+        try:
+            return json.load(f)
+        except json.JSONDecodeError as e:
+            raise YTVISFormatError(f"{path}: not valid json: {e}") from e
+
+
+def to_class_agnostic(gt: dict, predictions: Sequence[dict], source: str = "<ground truth>"):
+    """Copies of a ground truth (parsed json) and predictions with every annotation and prediction
+    moved to one category, the first of ``gt["categories"]``: the AP this gives, minus the plain
+    AP, is what classification costs."""
+    cats = gt.get("categories") if isinstance(gt, dict) else None
+    if not cats:
+        raise YTVISFormatError(f"{source}: class-agnostic scoring needs a non-empty 'categories'")
+    cid = cats[0]["id"]
+    gt = dict(gt, categories=[dict(cats[0], name="object")],
+              annotations=[dict(a, category_id=cid) if isinstance(a, dict) else a
+                           for a in gt.get("annotations", [])])
+    if isinstance(predictions, list):  # anything else is reported by load_predictions
+        predictions = [dict(p, category_id=cid) if isinstance(p, dict) else p for p in predictions]
+    return gt, predictions
+
+
 def evaluate_ytvis(gt: Union[str, dict, YTVISGroundTruth], predictions: Union[str, Sequence[dict]],
-                   ) -> "OrderedDict[str, float]":
+                   class_agnostic: bool = False) -> "OrderedDict[str, float]":
     """The eight YouTube-VIS metrics (fractions in [0, 1]; -1 without ground truth).
 
     Args:
-        gt: a ground-truth json path, its parsed dict, or a ``YTVISGroundTruth``.
+        gt: a ground-truth json path, its parsed dict, or a ``YTVISGroundTruth`` (not with
+            ``class_agnostic``).
         predictions: a results json path or the list of predictions (json category ids).
+        class_agnostic: score every track as one category (:func:`to_class_agnostic`).
     """
+    source = "<predictions>"
+    if isinstance(predictions, (str, os.PathLike)):
+        source = str(predictions)
+        predictions = read_json(predictions)
+    if class_agnostic:
+        if isinstance(gt, YTVISGroundTruth):
+            raise TypeError("evaluate_ytvis(class_agnostic=True) needs the ground truth as a path "
+                            "or a dict, not a YTVISGroundTruth")
+        gt_source = str(gt) if isinstance(gt, (str, os.PathLike)) else "<ground truth>"
+        data = read_json(gt) if isinstance(gt, (str, os.PathLike)) else gt
+        data, predictions = to_class_agnostic(data, predictions, source=gt_source)
+        gt = YTVISGroundTruth(data, source=gt_source)
     if not isinstance(gt, YTVISGroundTruth):
         if isinstance(gt, (str, os.PathLike)):
             gt = YTVISGroundTruth.load(gt)
         else:
             gt = YTVISGroundTruth(gt)
-    source = "<predictions>"
-    if isinstance(predictions, (str, os.PathLike)):
-        source = str(predictions)
-        with open(predictions) as f:
-            try:
-                predictions = json.load(f)
-            except json.JSONDecodeError as e:
-                raise YTVISFormatError(f"{source}: not valid json: {e}") from e
     return YTVISEval(gt, predictions, source=source).evaluate()
 
 
