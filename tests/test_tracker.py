@@ -378,3 +378,31 @@ def test_tracklets_to_predictions():
 
     with pytest.raises(TrackingInputError, match="video 42 has length 8 but 7 cached frames"):
         tracklets_to_predictions(tracks, frames, 42, 8, False, False)
+
+
+def test_score_coverage_exponent_ranks_fragments_below_whole_tracks():
+    # A 2-frame fragment scoring 0.9 and a 10-frame track scoring 0.6 in a 10-frame video.
+    frames = []
+    for t in range(10):
+        dets = [([100, 10, 140, 50], 0.6, 1, onehot(1))]
+        if t < 2:
+            dets.insert(0, ([10, 10, 50, 50], 0.9, 0, onehot(0)))
+        frames.append(frame(dets))
+    tracks = OnlineTracker().track(frames)
+    plain = tracklets_to_predictions(tracks, frames, 1, 10, False, False)
+    assert [round(p["score"], 3) for p in plain] == [0.9, 0.6]  # the baseline: plain mean
+    cov = tracklets_to_predictions(tracks, frames, 1, 10, False, False, score_coverage_exp=0.5)
+    # 0.6 * (10/10) ** 0.5 = 0.6 now ranks above 0.9 * (2/10) ** 0.5 = 0.402
+    assert [round(p["score"], 3) for p in cov] == [0.6, 0.402]
+    with pytest.raises(TrackingInputError, match="SCORE_COVERAGE_EXP"):
+        tracklets_to_predictions(tracks, frames, 1, 10, False, False, score_coverage_exp=-1)
+    # the same through the settings and the yacs key
+    from vis_d2.config import add_vis_config
+    from detectron2.config import get_cfg
+    from vis_d2.tracking.settings import TrackerSettings
+
+    cfg = add_vis_config(get_cfg())
+    cfg.MODEL.VIS.TRACKER.SCORE_COVERAGE_EXP = 0.5
+    assert TrackerSettings.from_config(cfg).score_coverage_exp == 0.5
+    with pytest.raises(TrackingInputError, match="SCORE_COVERAGE_EXP"):
+        TrackerSettings(score_coverage_exp=-0.5)

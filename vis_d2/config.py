@@ -78,6 +78,9 @@ def add_vis_config(cfg):
     _C.MODEL.VIS.TRACKER.BITRACK_IOU_THRESH = 0.5
     # Per-frame detections kept for tracking (after the ROI heads' own NMS / score threshold).
     _C.MODEL.VIS.TRACKER.MAX_DETS_PER_FRAME = 20
+    # Track score = mean per-frame score * (frames covered / video length) ** this; 0 keeps the
+    # plain mean (MaskTrack R-CNN). > 0 ranks short fragments below whole-object tracks.
+    _C.MODEL.VIS.TRACKER.SCORE_COVERAGE_EXP = 0.0
 
     # ---- training data -------------------------------------------------------------------------
     _C.INPUT.VIS = CN()

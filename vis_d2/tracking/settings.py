@@ -31,10 +31,15 @@ class TrackerSettings:
     bitrack: bool = False
     bitrack_iou_thresh: float = 0.5
     max_dets_per_frame: int = 20
+    score_coverage_exp: float = 0.0
 
     def __post_init__(self):
         # A list from a YAML/LazyConfig becomes a tuple, so the settings stay hashable.
         object.__setattr__(self, "match_coeffs", tuple(float(x) for x in self.match_coeffs))
+        if not self.score_coverage_exp >= 0:
+            raise TrackingInputError(
+                f"TrackerSettings: score_coverage_exp (MODEL.VIS.TRACKER.SCORE_COVERAGE_EXP) "
+                f"must be >= 0, got {self.score_coverage_exp}")
 
     @classmethod
     def from_config(cls, cfg) -> "TrackerSettings":
@@ -56,6 +61,7 @@ class TrackerSettings:
             bitrack=bool(t.BITRACK),
             bitrack_iou_thresh=float(t.BITRACK_IOU_THRESH),
             max_dets_per_frame=int(t.MAX_DETS_PER_FRAME),
+            score_coverage_exp=float(t.SCORE_COVERAGE_EXP),
         )
 
     def build_tracker(self) -> OnlineTracker:

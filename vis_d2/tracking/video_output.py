@@ -27,7 +27,7 @@ def _json_rle(rle: Dict) -> Dict:
 
 def tracklets_to_predictions(tracklets: Sequence[Tracklet], frames: Sequence[FrameDetections],
                              video_id: int, length: int, label_voting: bool,
-                             score_weighted: bool) -> List[Dict]:
+                             score_weighted: bool, score_coverage_exp: float = 0.0) -> List[Dict]:
     """One prediction per track.
 
     Args:
@@ -37,14 +37,22 @@ def tracklets_to_predictions(tracklets: Sequence[Tracklet], frames: Sequence[Fra
         length: number of frames of the video.
         label_voting: with label voting the category vote may be score-weighted.
         score_weighted: vote with summed scores instead of counts (only with label_voting).
+        score_coverage_exp: e >= 0; the track score is its mean per-frame score times
+            (frames with a detection / length) ** e. 0 (the baseline) is the plain mean; e > 0
+            ranks a fragment covering a few frames below a track of the whole object, which
+            the video-level metric counts as the better prediction.
 
     Returns:
-        list of ``{"video_id", "category_id" (contiguous), "score" (mean per-frame score),
+        list of ``{"video_id", "category_id" (contiguous), "score",
         "segmentations": [RLE dict or None] * length}``, sorted by score descending (stable:
         equal scores keep the tracks' order). The RLEs are the cached ones; one whose "counts"
         is bytes or an uncompressed list is replaced by a compressed copy with str counts.
     """
     length = int(length)
+    if not score_coverage_exp >= 0:
+        raise TrackingInputError(
+            f"tracklets_to_predictions: score_coverage_exp (MODEL.VIS.TRACKER.SCORE_COVERAGE_EXP) "
+            f"must be >= 0, got {score_coverage_exp}")
     if len(frames) != length:
         raise TrackingInputError(
             f"tracklets_to_predictions: video {video_id} has length {length} but "
@@ -66,6 +74,8 @@ def tracklets_to_predictions(tracklets: Sequence[Tracklet], frames: Sequence[Fra
                     f"to detection {d.det} of frame {t}, which has {len(masks)} detections")
             segs[t] = _json_rle(masks[d.det])
         category, score = trk.category_and_score(label_voting, score_weighted)
+        if score_coverage_exp:
+            score *= (len(trk) / length) ** score_coverage_exp
         preds.append({"video_id": int(video_id), "category_id": int(category),
                       "score": float(score), "segmentations": segs})
     preds.sort(key=lambda p: -p["score"])
@@ -94,10 +104,12 @@ def predict_video(frames: Sequence[FrameDetections],
             f"predict_video: cfg_or_args must be a config, a dict of OnlineTracker arguments "
             f"or an OnlineTracker, got {type(cfg_or_args).__name__}")
     tracklets = track_video(frames, tracker if tracker is not None else cfg_or_args, bitrack)
+    coverage_exp = 0.0
     if tracker is None:
         t = cfg_or_args.MODEL.VIS.TRACKER
         label_voting, weighted = bool(t.LABEL_VOTING), bool(t.LABEL_VOTE_SCORE_WEIGHTED)
+        coverage_exp = float(t.SCORE_COVERAGE_EXP)
     else:
         label_voting, weighted = tracker.label_voting, tracker.label_vote_score_weighted
     return tracklets_to_predictions(tracklets, frames, video_id, len(frames),
-                                    label_voting, weighted)
+                                    label_voting, weighted, coverage_exp)
