@@ -1,6 +1,8 @@
 """Fixtures shared by the test modules."""
 import pytest
 
+from detectron2.data import DatasetCatalog, MetadataCatalog
+
 from vis_d2.data.synthetic import SynthConfig, generate
 
 
@@ -11,3 +13,14 @@ def data_root(tmp_path_factory):
     generate(str(root / "synthvis"), train_videos=3, val_videos=2, seed=5, image_set_size=0,
              config=SynthConfig(length_range=(4, 6)))
     return root
+
+
+@pytest.fixture
+def restore_catalogs():
+    """Snapshot and restore the catalogs, since register_all_ytvis(tmp root) replaces entries."""
+    saved_d, saved_m = dict(DatasetCatalog), dict(MetadataCatalog)
+    yield
+    DatasetCatalog.clear()
+    DatasetCatalog.update(saved_d)
+    MetadataCatalog.clear()
+    MetadataCatalog.update(saved_m)

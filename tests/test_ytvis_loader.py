@@ -390,17 +390,6 @@ def _tiny_video_json(categories, with_annotations=True):
     return data
 
 
-@pytest.fixture
-def restore_catalogs():
-    """Snapshot and restore the catalogs, since register_all_ytvis(tmp root) replaces entries."""
-    saved_d, saved_m = dict(DatasetCatalog), dict(MetadataCatalog)
-    yield
-    DatasetCatalog.clear()
-    DatasetCatalog.update(saved_d)
-    MetadataCatalog.clear()
-    MetadataCatalog.update(saved_m)
-
-
 def test_register_all_synthvis_and_sub_splits(tmp_path, restore_catalogs):
     root = tmp_path
     shapes = [{"id": 1, "name": "circle"}, {"id": 2, "name": "square"}]

@@ -106,6 +106,11 @@ def add_vis_config(cfg):
     # by SOLVER.CLIP_GRADIENTS like SGD.
     _C.SOLVER.OPTIMIZER = "SGD"
     _C.SOLVER.ADAMW_BETAS = (0.9, 0.999)
+    # Exponential moving average of the weights (vis_d2.engine.ema): evaluated during training
+    # and saved as the final model.
+    _C.SOLVER.EMA = CN()
+    _C.SOLVER.EMA.ENABLED = False
+    _C.SOLVER.EMA.DECAY = 0.998
     return cfg
 
 

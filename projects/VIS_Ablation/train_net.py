@@ -43,6 +43,7 @@ from detectron2.utils.logger import setup_logger
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 import vis_d2  # noqa: E402,F401  (registers datasets and model components)
 from vis_d2.engine.checkpoint import AtomicCheckpointer, check_weights_path  # noqa: E402
+from vis_d2.engine.ema import EMAHook, ModelEMA, eval_on_average  # noqa: E402
 from vis_d2.engine.trainer import create_ddp_model  # noqa: E402
 from vis_d2.engine.video_inference import inference_on_videos  # noqa: E402
 
@@ -88,6 +89,17 @@ def add_gradient_clipping(optimizer, clip: Optional[Mapping]):
     return maybe_add_gradient_clipping(node, optimizer)
 
 
+def build_ema(model, ema: Optional[Mapping]) -> Optional[ModelEMA]:
+    """The weight average of ``train.ema`` (enabled, decay), as ``SOLVER.EMA`` of the YAML
+    trainer, or None when it is off."""
+    if not ema or not ema.get("enabled", False):
+        return None
+    unknown = sorted(set(ema) - {"enabled", "decay"})
+    if unknown:
+        raise KeyError(f"train.ema: unknown key(s) {unknown}")
+    return ModelEMA(model, float(ema.get("decay", 0.998)))
+
+
 def do_test(cfg, model):
     """Track and score the videos of ``dataloader.test``; returns ``{"segm": {...}}`` (or {})."""
     loader = instantiate(cfg.dataloader.test)
@@ -102,7 +114,8 @@ def do_test(cfg, model):
 
 
 def do_train(args, cfg, device: str):
-    """SimpleTrainer/AMPTrainer + hooks: LR schedule, atomic periodic checkpoints, evaluation
+    """SimpleTrainer/AMPTrainer + hooks: LR schedule, the weight average (``train.ema``),
+    atomic periodic checkpoints, evaluation
     every ``train.eval_period`` iterations and after training (0: after training only), the best
     checkpoint by ``train.best_metric``, and detectron2's writers."""
     model = instantiate(cfg.model)
@@ -113,13 +126,18 @@ def do_train(args, cfg, device: str):
     optimizer = add_gradient_clipping(instantiate(cfg.optimizer), cfg.train.get("clip_gradients"))
     train_loader = instantiate(cfg.dataloader.train)
 
+    ema = build_ema(model, cfg.train.get("ema"))
     model = create_ddp_model(model, **cfg.train.ddp)
     use_amp = bool(cfg.train.amp.enabled)
     if use_amp and not device.startswith("cuda"):
         logger.warning("train.amp.enabled needs CUDA; training in fp32 on %s", device)
         use_amp = False
     trainer = (AMPTrainer if use_amp else SimpleTrainer)(model, train_loader, optimizer)
-    checkpointer = AtomicCheckpointer(model, cfg.train.output_dir, trainer=trainer)
+    extra = {"model_ema": ema.averaged} if ema is not None else {}
+    checkpointer = AtomicCheckpointer(model, cfg.train.output_dir, trainer=trainer, **extra)
+    eval_fn = lambda: do_test(cfg, model)  # noqa: E731
+    if ema is not None:
+        eval_fn = eval_on_average(ema, trainer, eval_fn)
 
     eval_period = int(cfg.train.eval_period)
     best_metric = cfg.train.get("best_metric", "")
@@ -127,8 +145,10 @@ def do_train(args, cfg, device: str):
     trainer.register_hooks([
         hooks.IterationTimer(),
         hooks.LRScheduler(scheduler=instantiate(cfg.lr_multiplier)),
+        # before the checkpointer: model_final holds the averaged weights
+        EMAHook(ema) if ema is not None else None,
         hooks.PeriodicCheckpointer(checkpointer, **cfg.train.checkpointer) if main else None,
-        hooks.EvalHook(eval_period, lambda: do_test(cfg, model)),
+        hooks.EvalHook(eval_period, eval_fn),
         # after EvalHook, which puts the metrics into the event storage
         hooks.BestCheckpointer(eval_period, checkpointer, best_metric, mode="max")
         if main and eval_period > 0 and best_metric else None,

@@ -1,5 +1,6 @@
 """Training and inference plumbing: the Trainer, checkpoints, video inference, the predictor."""
 from .checkpoint import AtomicCheckpointer, check_weights_path
+from .ema import EMAHook, ModelEMA
 from .predictor import VISPredictor
 from .trainer import VISTrainer, create_ddp_model
 from .video_inference import (
@@ -14,6 +15,8 @@ from .video_inference import (
 __all__ = [
     "AtomicCheckpointer",
     "check_weights_path",
+    "EMAHook",
+    "ModelEMA",
     "VISPredictor",
     "VISTrainer",
     "create_ddp_model",
