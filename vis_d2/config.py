@@ -93,6 +93,13 @@ def add_vis_config(cfg):
     _C.INPUT.VIS.PSEUDO_ROTATE = 10.0    # degrees
     _C.INPUT.VIS.PSEUDO_SCALE = [0.9, 1.1]
     _C.INPUT.VIS.PSEUDO_FLIP = 0.5
+    # Copy-paste (vis_d2.data.copy_paste): paste objects of recent pairs into a pair's two frames.
+    _C.INPUT.VIS.COPY_PASTE = CN()
+    _C.INPUT.VIS.COPY_PASTE.ENABLED = False
+    _C.INPUT.VIS.COPY_PASTE.PROB = 0.5
+    _C.INPUT.VIS.COPY_PASTE.MAX_OBJECTS = 3
+    _C.INPUT.VIS.COPY_PASTE.BANK_SIZE = 16
+    _C.INPUT.VIS.COPY_PASTE.MIN_AREA = 16
 
     # ---- evaluation ----------------------------------------------------------------------------
     _C.TEST.VIS = CN()

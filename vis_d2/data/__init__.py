@@ -21,6 +21,7 @@ from .build import (
     get_vis_train_dataset_dicts,
     is_video_dataset,
 )
+from .copy_paste import CopyPaste
 from .pseudo_pair_mapper import PseudoPairDatasetMapper
 from .video_pair_mapper import VideoPairDatasetMapper
 from .video_test_mapper import LazyVideoFrames, VideoTestDatasetMapper
@@ -41,6 +42,7 @@ __all__ = [
     "get_vis_train_dataset_dicts",
     "is_video_dataset",
     "PseudoPairDatasetMapper",
+    "CopyPaste",
     "VideoPairDatasetMapper",
     "LazyVideoFrames",
     "VideoTestDatasetMapper",

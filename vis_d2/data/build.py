@@ -28,6 +28,7 @@ from detectron2.data import (
 )
 from detectron2.data.samplers import InferenceSampler, TrainingSampler
 
+from .copy_paste import CopyPaste
 from .pair_utils import annotated_frame_indices
 from .pseudo_pair_mapper import PseudoPairDatasetMapper
 from .video_pair_mapper import VideoPairDatasetMapper
@@ -158,16 +159,28 @@ class PairDatasetMapper:
 
     @configurable
     def __init__(
-        self, *, video_mapper: Callable[[dict], dict], image_mapper: Callable[[dict], dict]
+        self,
+        *,
+        video_mapper: Callable[[dict], dict],
+        image_mapper: Callable[[dict], dict],
+        copy_paste: Optional[Callable[[dict], dict]] = None,
     ):
+        """
+        Args:
+            video_mapper, image_mapper: map a video record / an image dict to a pair.
+            copy_paste: optional pair -> pair augmentation applied to every mapped pair
+                (:class:`~vis_d2.data.copy_paste.CopyPaste`, ``INPUT.VIS.COPY_PASTE``).
+        """
         self.video_mapper = video_mapper
         self.image_mapper = image_mapper
+        self.copy_paste = copy_paste
 
     @classmethod
     def from_config(cls, cfg, is_train: bool = True):
         return {
             "video_mapper": VideoPairDatasetMapper(cfg, is_train),
             "image_mapper": PseudoPairDatasetMapper(cfg, is_train),
+            "copy_paste": CopyPaste(cfg) if cfg.INPUT.VIS.COPY_PASTE.ENABLED else None,
         }
 
     @staticmethod
@@ -176,8 +189,10 @@ class PairDatasetMapper:
 
     def __call__(self, dataset_dict: dict) -> dict:
         if self.is_video(dataset_dict):
-            return self.video_mapper(dataset_dict)
-        return self.image_mapper(dataset_dict)
+            pair = self.video_mapper(dataset_dict)
+        else:
+            pair = self.image_mapper(dataset_dict)
+        return pair if self.copy_paste is None else self.copy_paste(pair)
 
 
 def _train_loader_from_config(cfg, mapper=None, sampler=None):
