@@ -57,6 +57,14 @@ def add_vis_config(cfg):
     _C.MODEL.VIS.MASKIOU.CONV_DIM = 256
     _C.MODEL.VIS.MASKIOU.FC_DIM = 1024
     _C.MODEL.VIS.MASKIOU.LOSS_WEIGHT = 1.0
+    # Mask-shape classification (vis_d2.modeling.mask_class_head): a small CNN classifies each
+    # detection from its predicted mask; at inference score = box score^(1-w) * p_mask^w.
+    _C.MODEL.VIS.MASK_CLASS = CN()
+    _C.MODEL.VIS.MASK_CLASS.ENABLED = False
+    _C.MODEL.VIS.MASK_CLASS.CONV_DIMS = [16, 32]
+    _C.MODEL.VIS.MASK_CLASS.FC_DIM = 128
+    _C.MODEL.VIS.MASK_CLASS.LOSS_WEIGHT = 1.0
+    _C.MODEL.VIS.MASK_CLASS.SCORE_WEIGHT = 0.5
 
     # ---- online tracker (vis_d2/tracking) ----------------------------------------------------
     _C.MODEL.VIS.TRACKER = CN()

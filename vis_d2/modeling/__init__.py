@@ -11,6 +11,7 @@ from .aux_heads import (
 )
 from .fpn import build_vis_resnet_fpn_backbone
 from .meta_arch import VideoRCNN
+from .mask_class_head import MaskClassHead
 from .mask_iou_head import MaskIoUHead
 from .roi_heads import VISROIHeads
 from .tcis import TCIS, CorrelationTransform
@@ -23,6 +24,7 @@ __all__ = [
     "TCIS",
     "CorrelationTransform",
     "MaskIoUHead",
+    "MaskClassHead",
     "ROI_TRACK_HEAD_REGISTRY",
     "TrackHead",
     "track_embedding_loss",

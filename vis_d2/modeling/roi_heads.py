@@ -12,6 +12,9 @@ Two optional components, each off by default:
 * Mask scoring (``MODEL.VIS.MASKIOU.ENABLED``, paper Sec. 3.5.1): a MaskIoU head trained with
   ``loss_maskiou``; at inference scores become ``score x predicted mask IoU``
   (:mod:`vis_d2.modeling.mask_iou_head`).
+* Mask-shape classification (``MODEL.VIS.MASK_CLASS.ENABLED``): a small CNN classifies each
+  detection from its predicted mask, trained with ``loss_mask_cls``; at inference it rescores
+  the box head's classes (:mod:`vis_d2.modeling.mask_class_head`).
 """
 from typing import Dict, List, Optional
 
@@ -25,6 +28,7 @@ from detectron2.modeling.roi_heads.roi_heads import select_foreground_proposals
 from detectron2.structures import Boxes, ImageList, Instances
 from detectron2.utils.events import get_event_storage
 
+from .mask_class_head import MaskClassHead, mask_class_inference, mask_class_loss
 from .mask_iou_head import MaskIoUHead, mask_iou_inference, mask_iou_loss, mask_iou_targets
 from .tcis import TCIS, tcis_instance_pairs, tcis_mask_loss
 from .track_head import build_track_head, track_embedding_loss
@@ -35,6 +39,14 @@ __all__ = ["VISROIHeads"]
 def _zero_loss(module: torch.nn.Module) -> torch.Tensor:
     """A zero that depends on every parameter of ``module`` (DDP needs each one in the graph)."""
     return sum(p.sum() for p in module.parameters()) * 0.0
+
+
+def _mask_of_class(mask_logits: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
+    """(R, M, M): each RoI's mask logits for its class from (R, K, M, M), or the one mask of
+    class-agnostic (R, 1, M, M) logits."""
+    if mask_logits.shape[1] == 1:
+        return mask_logits[:, 0]
+    return mask_logits[torch.arange(len(classes), device=mask_logits.device), classes]
 
 
 @ROI_HEADS_REGISTRY.register()
@@ -56,6 +68,9 @@ class VISROIHeads(StandardROIHeads):
         tcis_loss_weight: float = 1.0,
         maskiou_head: Optional[torch.nn.Module] = None,
         maskiou_loss_weight: float = 1.0,
+        mask_class_head: Optional[torch.nn.Module] = None,
+        mask_class_loss_weight: float = 1.0,
+        mask_class_score_weight: float = 0.5,
         **kwargs,
     ):
         """
@@ -68,28 +83,45 @@ class VISROIHeads(StandardROIHeads):
             maskiou_head: a :class:`~vis_d2.modeling.mask_iou_head.MaskIoUHead`, or None to
                 disable mask scoring.
             maskiou_loss_weight: weight of ``loss_maskiou``.
+            mask_class_head: a :class:`~vis_d2.modeling.mask_class_head.MaskClassHead` on the
+                predicted masks, or None to disable mask-shape classification.
+            mask_class_loss_weight: weight of ``loss_mask_cls``.
+            mask_class_score_weight: w of the inference rescoring ``s^(1-w) * p^w``, in [0, 1].
             kwargs: StandardROIHeads' arguments.
         """
         super().__init__(**kwargs)
         self.track_head = track_head
         self.track_loss_weight = track_loss_weight
-        if (tcis is not None or maskiou_head is not None) and (
+        if (tcis is not None or maskiou_head is not None or mask_class_head is not None) and (
             not self.mask_on or self.mask_pooler is None
         ):
             raise ValueError(
-                "VISROIHeads: MODEL.VIS.TCIS / MODEL.VIS.MASKIOU need the mask branch with a "
-                "pooler (MODEL.MASK_ON True and a non-empty MODEL.ROI_MASK_HEAD.POOLER_TYPE)"
+                "VISROIHeads: MODEL.VIS.TCIS / MODEL.VIS.MASKIOU / MODEL.VIS.MASK_CLASS need the "
+                "mask branch with a pooler (MODEL.MASK_ON True and a non-empty "
+                "MODEL.ROI_MASK_HEAD.POOLER_TYPE)"
             )
+        if not 0.0 <= mask_class_score_weight <= 1.0:
+            raise ValueError("VISROIHeads: MODEL.VIS.MASK_CLASS.SCORE_WEIGHT must be in [0, 1], "
+                             f"got {mask_class_score_weight}")
         self.tcis = tcis
         self.tcis_loss_weight = tcis_loss_weight
         self.maskiou_head = maskiou_head
         self.maskiou_loss_weight = maskiou_loss_weight
+        self.mask_class_head = mask_class_head
+        self.mask_class_loss_weight = mask_class_loss_weight
+        self.mask_class_score_weight = mask_class_score_weight
 
     @classmethod
     def from_config(cls, cfg, input_shape):
         ret = super().from_config(cfg, input_shape)
         ret.update(cls._init_track_head(cfg, input_shape))
         ret.update(cls._init_tcis_and_maskiou(cfg, input_shape))
+        if cfg.MODEL.VIS.MASK_CLASS.ENABLED:
+            if not cfg.MODEL.MASK_ON:
+                raise ValueError("MODEL.VIS.MASK_CLASS.ENABLED needs MODEL.MASK_ON True")
+            c = cfg.MODEL.VIS.MASK_CLASS
+            ret.update(mask_class_head=MaskClassHead(cfg), mask_class_loss_weight=c.LOSS_WEIGHT,
+                       mask_class_score_weight=c.SCORE_WEIGHT)
         return ret
 
     @classmethod
@@ -214,8 +246,12 @@ class VISROIHeads(StandardROIHeads):
             pooled = self._mask_features(features, [x.pred_boxes for x in instances])
             logits = self.mask_head.layers(pooled)
             mask_rcnn_inference(logits, instances)
-            if self.maskiou_head is not None:
+            if self.maskiou_head is not None or self.mask_class_head is not None:
                 probs = torch.cat([x.pred_masks for x in instances]).detach()  # (R, 1, M, M)
+            if self.mask_class_head is not None:
+                mask_class_inference(self.mask_class_head(probs), instances,
+                                     self.mask_class_score_weight)
+            if self.maskiou_head is not None:
                 mask_iou_inference(self.maskiou_head(pooled, probs), instances)
             return instances
 
@@ -225,6 +261,8 @@ class VISROIHeads(StandardROIHeads):
             losses = {"loss_mask": _zero_loss(self.mask_head)}
             if self.maskiou_head is not None:
                 losses["loss_maskiou"] = _zero_loss(self.maskiou_head)
+            if self.mask_class_head is not None:
+                losses["loss_mask_cls"] = _zero_loss(self.mask_class_head)
             return losses
         kept = [fg[i] for i in keep]
         pooled = self._mask_features(features, [p.proposal_boxes for p in kept], keep)
@@ -234,7 +272,23 @@ class VISROIHeads(StandardROIHeads):
         losses = {"loss_mask": mask_rcnn_loss(logits, kept, vis_period) * loss_weight}
         if self.maskiou_head is not None:
             losses["loss_maskiou"] = self._maskiou_loss(pooled, logits, kept)
+        if self.mask_class_head is not None:
+            losses["loss_mask_cls"] = self._mask_class_loss(logits, kept)
         return losses
+
+    def _mask_class_loss(self, mask_logits: torch.Tensor,
+                         instances: List[Instances]) -> torch.Tensor:
+        """``loss_mask_cls`` for foreground proposals with masks.
+
+        mask_logits: (R, K or 1, M, M); instances: per image, the R proposals (``gt_classes``).
+        The head reads the mask predicted for the ground-truth class (the one mask when
+        class-agnostic), detached so that it does not train the mask branch; at inference it
+        reads the mask of the predicted class.
+        """
+        gt_classes = torch.cat([p.gt_classes for p in instances]).to(torch.long)
+        logits = _mask_of_class(mask_logits.detach(), gt_classes)
+        pred = self.mask_class_head(logits.sigmoid()[:, None])
+        return mask_class_loss(pred, gt_classes) * self.mask_class_loss_weight
 
     def _mask_features(self, features, boxes: List[Boxes], keep: Optional[List[int]] = None):
         """Mask-branch input for the given per-image boxes: the pooled (R, C, S, S) RoI features
@@ -260,11 +314,7 @@ class VISROIHeads(StandardROIHeads):
             p.gt_masks.crop_and_resize(p.proposal_boxes.tensor, side).to(mask_logits.device)
             for p in instances
         ])
-        logits = mask_logits.detach()
-        if logits.shape[1] == 1:  # class-agnostic masks
-            logits = logits[:, 0]
-        else:
-            logits = logits[torch.arange(len(gt_classes), device=logits.device), gt_classes]
+        logits = _mask_of_class(mask_logits.detach(), gt_classes)
         targets = mask_iou_targets(logits, gt_masks)
         pred = self.maskiou_head(pooled, logits.sigmoid()[:, None])
         return mask_iou_loss(pred, gt_classes, targets) * self.maskiou_loss_weight
