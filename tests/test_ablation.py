@@ -111,11 +111,12 @@ def test_lazy_and_yacs_rows_build_the_same_model(row):
     assert shapes["roi_heads.track_head.fcs.1.weight"] == (256, 256)
     assert lazy_model.proposal_generator.anchor_generator.strides == [4, 8, 16, 32, 64, 128]
     assert lazy_model.roi_heads.box_predictor.test_topk_per_image == 20
+    assert shapes["roi_heads.mask_class_head.predictor.weight"] == (4, 128)  # MODEL.VIS.MASK_CLASS
     if row == "A1_baseline":
-        assert len(shapes) == 116
+        assert len(shapes) == 124
         assert lazy_model.roi_heads.tcis is None and lazy_model.semseg_head is None
     else:
-        assert len(shapes) == 153
+        assert len(shapes) == 161
         assert shapes["roi_heads.tcis.deform_conv.weight"] == (128, 128, 3, 3)
         assert shapes["roi_heads.maskiou_head.predictor.weight"] == (4, 512)
         assert shapes["semseg_head.predictor.weight"] == (5, 128, 1, 1)
@@ -147,8 +148,8 @@ def test_lazy_rows_match_yaml_tracker_and_schedule():
         sched_y.step()
         sched_l.step()
     np.testing.assert_allclose(lrs_l, lrs_y, rtol=1e-9)
-    assert lrs_y[1199] == pytest.approx(5e-4) and lrs_y[1200] == pytest.approx(5e-5)
-    assert lrs_y[1500] == pytest.approx(5e-6) and lrs_y[0] == pytest.approx(5e-4 * 0.001)
+    assert lrs_y[899] == pytest.approx(5e-4) and lrs_y[900] == pytest.approx(5e-5)
+    assert lrs_y[1125] == pytest.approx(5e-6) and lrs_y[0] == pytest.approx(5e-4 * 0.001)
 
 
 def test_lazy_training_and_data_settings_match_the_yaml():
@@ -183,6 +184,10 @@ def test_lazy_training_and_data_settings_match_the_yaml():
     assert (affine.max_shift, affine.max_rotate, list(affine.scale_range)) == \
         (cfg.INPUT.VIS.PSEUDO_SHIFT, cfg.INPUT.VIS.PSEUDO_ROTATE, cfg.INPUT.VIS.PSEUDO_SCALE)
     assert video.pseudo_augmentations[1].prob == cfg.INPUT.VIS.PSEUDO_FLIP
+    cp, cp_cfg = data.train.mapper.copy_paste, cfg.INPUT.VIS.COPY_PASTE
+    assert cp_cfg.ENABLED and (cp.prob, cp.max_objects, cp.bank_size, cp.min_area) == \
+        (cp_cfg.PROB, cp_cfg.MAX_OBJECTS, cp_cfg.BANK_SIZE, cp_cfg.MIN_AREA)
+    assert dict(train.ema) == {"enabled": cfg.SOLVER.EMA.ENABLED, "decay": cfg.SOLVER.EMA.DECAY}
 
 
 def test_lazy_trainer_clips_gradients_like_the_yaml_trainer():
@@ -204,6 +209,20 @@ def test_lazy_trainer_clips_gradients_like_the_yaml_trainer():
     with pytest.raises(KeyError, match=r"unknown key\(s\) \['clip_norm'\]"):
         train_net.add_gradient_clipping(torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))],
                                                         lr=0.1), dict(clip, clip_norm=1.0))
+
+
+def test_lazy_trainer_builds_the_weight_average_of_train_ema():
+    spec = importlib.util.spec_from_file_location(
+        "vis_ablation_train_net", os.path.join(REPO, "projects", "VIS_Ablation", "train_net.py"))
+    train_net = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(train_net)
+    model = torch.nn.Linear(2, 1)
+    ema = train_net.build_ema(model, dict(load_lazy("A1_baseline").train.ema))
+    assert ema is not None and ema.decay == 0.996 and ema.model is model
+    assert train_net.build_ema(model, {"enabled": False, "decay": 0.9}) is None
+    assert train_net.build_ema(model, None) is None
+    with pytest.raises(KeyError, match=r"train.ema: unknown key\(s\) \['beta'\]"):
+        train_net.build_ema(model, {"enabled": True, "beta": 0.9})
 
 
 def as_container(node):
@@ -579,6 +598,9 @@ def test_sweep_lazy_row(data_root, tmp_path):
     assert saved["config"] == "projects/VIS_Ablation/configs/A2_tcis.py"
     assert saved["settings"]["mode"] == "lazy" and saved["settings"]["max_iter"] == 1
     assert (out / "A2" / "model_final.pth").is_file()
+    # train.ema of the base row: the average is checkpointed with the model
+    final = torch.load(out / "A2" / "model_final.pth", weights_only=False)
+    assert int(final["model_ema"]["n_averaged"]) == 1
     assert (out / "A2" / "inference" / "synthvis_val" / "results.json").is_file()
     assert "loss_tcis" in (out / "A2" / "train.log").read_text()
     rows = list(csv.DictReader(io.StringIO((out / "ablation.csv").read_text())))

@@ -34,19 +34,21 @@ from detectron2.solver.build import get_default_optimizer_params
 
 from vis_d2.data.build import PairDatasetMapper, build_vis_test_loader, build_vis_train_loader
 from vis_d2.data.build import get_vis_train_dataset_dicts
+from vis_d2.data.copy_paste import CopyPaste
 from vis_d2.data.pseudo_pair_mapper import PseudoPairDatasetMapper, RandomAffine
 from vis_d2.data.video_pair_mapper import VideoPairDatasetMapper
 from vis_d2.data.video_test_mapper import VideoTestDatasetMapper
 from vis_d2.tracking import TrackerSettings
 from vis_d2.evaluation.evaluator import YTVISEvaluator
 from vis_d2.modeling.fpn import make_basic_block_stages
+from vis_d2.modeling.mask_class_head import MaskClassHead
 from vis_d2.modeling.meta_arch import VideoRCNN
 from vis_d2.modeling.roi_heads import VISROIHeads
 from vis_d2.modeling.track_head import TrackHead
 
 # Names starting with "_" are not config keys (LazyConfig.load skips them).
 _ROI_SCALES = (1.0 / 4, 1.0 / 8, 1.0 / 16, 1.0 / 32)  # p2..p5
-_MAX_ITER = 1600                        # SOLVER.MAX_ITER of R18_demo.yaml
+_MAX_ITER = 1200                        # SOLVER.MAX_ITER of R18_demo.yaml
 
 # ---- model ---------------------------------------------------------------------------------
 model = L(VideoRCNN)(
@@ -69,7 +71,9 @@ model = L(VideoRCNN)(
     ),
     proposal_generator=L(RPN)(
         in_features=["p2", "p3", "p4", "p5", "p6", "p7"],
-        head=L(StandardRPNHead)(in_channels="${...backbone.out_channels}", num_anchors=3),
+        # MODEL.RPN.CONV_DIMS [64] of R18_demo.yaml
+        head=L(StandardRPNHead)(in_channels="${...backbone.out_channels}", num_anchors=3,
+                                conv_dims=[64]),
         anchor_generator=L(DefaultAnchorGenerator)(
             sizes=[[16], [32], [64], [128], [256], [512]],
             aspect_ratios=[[0.5, 1.0, 2.0]],
@@ -82,7 +86,7 @@ model = L(VideoRCNN)(
         box2box_transform=L(Box2BoxTransform)(weights=(1.0, 1.0, 1.0, 1.0)),
         batch_size_per_image=256,
         positive_fraction=0.5,
-        pre_nms_topk=(1000, 500),   # (train, test)
+        pre_nms_topk=(300, 500),    # (train, test)
         post_nms_topk=(300, 100),
         nms_thresh=0.7,
     ),
@@ -105,6 +109,7 @@ model = L(VideoRCNN)(
             input_shape=ShapeSpec(channels=512),  # the box head's last FC
             box2box_transform=L(Box2BoxTransform)(weights=(10.0, 10.0, 5.0, 5.0)),
             num_classes="${..num_classes}",
+            cls_agnostic_bbox_reg=True,  # one box regressor for all classes
             test_score_thresh=0.05,
             test_nms_thresh=0.5,
             test_topk_per_image=20,  # TEST.DETECTIONS_PER_IMAGE
@@ -116,8 +121,8 @@ model = L(VideoRCNN)(
         ),
         mask_head=L(MaskRCNNConvUpsampleHead)(
             input_shape=ShapeSpec(channels="${....backbone.out_channels}", height=14, width=14),
-            num_classes="${..num_classes}",
-            conv_dims=[128, 128, 128],  # NUM_CONV=2 convs of CONV_DIM, then the deconv's width
+            num_classes=1,  # MODEL.ROI_MASK_HEAD.CLS_AGNOSTIC_MASK: one mask for all classes
+            conv_dims=[64, 64, 64],  # NUM_CONV=2 convs of CONV_DIM, then the deconv's width
             conv_norm="GN",
         ),
         # MaskTrack R-CNN track head on the box pooler's 7x7 RoI features.
@@ -128,6 +133,12 @@ model = L(VideoRCNN)(
             embed_dim=256,
         ),
         track_loss_weight=1.0,
+        # MODEL.VIS.MASK_CLASS: classify each detection from its predicted 28x28 mask too
+        mask_class_head=L(MaskClassHead)(
+            num_classes="${..num_classes}", mask_size=28, conv_dims=[16, 32], fc_dim=128
+        ),
+        mask_class_loss_weight=1.0,
+        mask_class_score_weight=0.5,
     ),
     pixel_mean=[110.0, 110.0, 110.0],
     pixel_std=[60.0, 60.0, 60.0],
@@ -168,6 +179,8 @@ dataloader.train = L(build_vis_train_loader)(
             use_instance_mask=True,
             instance_mask_format="bitmask",
         ),
+        # INPUT.VIS.COPY_PASTE: objects of a recent pair pasted into both frames of a pair
+        copy_paste=L(CopyPaste)(prob=0.5, max_objects=3, bank_size=16, min_area=16),
     ),
     total_batch_size=2,  # pairs per iteration
     aspect_ratio_grouping=True,
@@ -191,7 +204,7 @@ dataloader.evaluator = L(YTVISEvaluator)(
 # ---- tracking (video inference) ------------------------------------------------------------
 tracker = L(TrackerSettings)(
     match_coeffs=[1.0, 2.0, 10.0],
-    score_thresh=0.05,
+    score_thresh=0.1,
     max_age=10,
     momentum=0.0,
     label_voting=False,
@@ -200,6 +213,7 @@ tracker = L(TrackerSettings)(
     bitrack=False,
     bitrack_iou_thresh=0.5,
     max_dets_per_frame=20,
+    score_coverage_exp=0.5,
 )
 
 # ---- optimisation --------------------------------------------------------------------------
@@ -212,11 +226,11 @@ optimizer = L(torch.optim.AdamW)(
     betas=(0.9, 0.999),
     weight_decay=0.01,
 )
-# x0.1 at iterations 1200 and 1500 of 1600 after a 100-iteration linear warm-up. A ParamScheduler
+# x0.1 at iterations 900 and 1125 of 1200 after a 100-iteration linear warm-up. A ParamScheduler
 # sees training progress as a fraction, so a shorter train.max_iter keeps the same shape.
 lr_multiplier = L(WarmupParamScheduler)(
     scheduler=L(MultiStepParamScheduler)(
-        values=[1.0, 0.1, 0.01], milestones=[1200, 1500], num_updates=_MAX_ITER
+        values=[1.0, 0.1, 0.01], milestones=[900, 1125], num_updates=_MAX_ITER
     ),
     warmup_length=100 / _MAX_ITER,
     warmup_method="linear",
@@ -233,6 +247,8 @@ train = dict(
     # Clipping keeps from-scratch training stable (an unclipped SGD run at lr 0.02 diverged): each
     # parameter's gradient norm is clipped to clip_value (SOLVER.CLIP_GRADIENTS; the trainer wraps the optimizer).
     clip_gradients=dict(enabled=True, clip_type="norm", clip_value=5.0, norm_type=2.0),
+    # SOLVER.EMA: the final model is the moving average of the weights (vis_d2.engine.ema)
+    ema=dict(enabled=True, decay=0.996),
     eval_period=0,  # 0: evaluate once, after training
     best_metric="segm/AP",  # with eval_period > 0: keep model_best.pth by this metric
     log_period=20,
