@@ -62,8 +62,9 @@ def _crop(image: torch.Tensor, mask: torch.Tensor) -> Optional[Tuple[int, int, t
     return x0, y0, mask[y0:y1, x0:x1].clone(), image[:, y0:y1, x0:x1].clone()
 
 
-def _place(part, dx: int, dy: int, height: int, width: int) -> Optional[torch.Tensor]:
-    """Paste a cropped mask at offset (dx, dy) on an empty (height, width) canvas; None when
+def _placement(part, dx: int, dy: int, height: int, width: int):
+    """Where a cropped part moved by (dx, dy) lands in a (height, width) frame: the
+    (destination, source) pairs of (row, column) slices of its clipped rectangle, or None when
     nothing of it falls inside."""
     x0, y0, m, _ = part
     h, w = m.shape
@@ -72,21 +73,29 @@ def _place(part, dx: int, dy: int, height: int, width: int) -> Optional[torch.Te
     cx1, cy1 = min(tx0 + w, width), min(ty0 + h, height)
     if cx1 <= cx0 or cy1 <= cy0:
         return None
+    return ((slice(cy0, cy1), slice(cx0, cx1)),
+            (slice(cy0 - ty0, cy1 - ty0), slice(cx0 - tx0, cx1 - tx0)))
+
+
+def _place(part, dx: int, dy: int, height: int, width: int) -> Optional[torch.Tensor]:
+    """Paste a cropped mask at offset (dx, dy) on an empty (height, width) canvas; None when
+    nothing of it falls inside."""
+    where = _placement(part, dx, dy, height, width)
+    if where is None:
+        return None
+    dst, src = where
     canvas = torch.zeros((height, width), dtype=torch.bool)
-    canvas[cy0:cy1, cx0:cx1] = m[cy0 - ty0:cy1 - ty0, cx0 - tx0:cx1 - tx0]
+    canvas[dst] = part[2][src]
     return canvas if canvas.any() else None
 
 
 def _paste_pixels(image: torch.Tensor, part, canvas: torch.Tensor, dx: int, dy: int) -> None:
-    """Write the part's pixels where ``canvas`` (its placed mask) is set, in place."""
-    x0, y0, m, pixels = part
-    h, w = m.shape
-    full = torch.zeros((image.shape[0],) + tuple(canvas.shape), dtype=image.dtype)
-    tx0, ty0 = x0 + dx, y0 + dy
-    cx0, cy0 = max(tx0, 0), max(ty0, 0)
-    cx1, cy1 = min(tx0 + w, canvas.shape[1]), min(ty0 + h, canvas.shape[0])
-    full[:, cy0:cy1, cx0:cx1] = pixels[:, cy0 - ty0:cy1 - ty0, cx0 - tx0:cx1 - tx0]
-    image[:, canvas] = full[:, canvas]
+    """Write the part's pixels where ``canvas`` (its placed mask, from :func:`_place`) is set,
+    in place."""
+    dst, src = _placement(part, dx, dy, *canvas.shape)
+    visible = canvas[dst]
+    region = image[(slice(None),) + dst]  # a view: writing into it writes into the image
+    region[:, visible] = part[3][(slice(None),) + src][:, visible]
 
 
 class CopyPaste:

@@ -24,6 +24,8 @@ from detectron2.config import configurable
 from detectron2.layers import Conv2d
 from detectron2.structures import Instances
 
+from .mask_iou_head import outputs_of_predicted_classes
+
 __all__ = ["MaskClassHead", "mask_class_loss", "mask_class_inference"]
 
 
@@ -102,12 +104,8 @@ def mask_class_inference(logits: torch.Tensor, pred_instances: List[Instances],
     """
     if not pred_instances:
         return
-    classes = torch.cat([x.pred_classes for x in pred_instances])
-    if classes.numel() != logits.shape[0]:
-        raise ValueError(f"mask_class_inference: {logits.shape[0]} outputs for "
-                         f"{classes.numel()} detections")
-    probs = logits.softmax(dim=1)
-    picked = probs[torch.arange(classes.numel(), device=probs.device), classes]
-    for inst, p in zip(pred_instances, picked.split([len(x) for x in pred_instances])):
+    picked = outputs_of_predicted_classes(logits.softmax(dim=1), pred_instances,
+                                          "mask_class_inference")
+    for inst, p in zip(pred_instances, picked):
         inst.pred_mask_class_prob = p
         inst.scores = inst.scores.pow(1.0 - score_weight) * p.pow(score_weight)

@@ -17,7 +17,8 @@ from detectron2.config import configurable
 from detectron2.layers import Conv2d, ShapeSpec
 from detectron2.structures import Instances
 
-__all__ = ["MaskIoUHead", "mask_iou_targets", "mask_iou_loss", "mask_iou_inference"]
+__all__ = ["MaskIoUHead", "mask_iou_targets", "mask_iou_loss", "mask_iou_inference",
+           "outputs_of_predicted_classes"]
 
 
 class MaskIoUHead(nn.Module):
@@ -135,6 +136,24 @@ def mask_iou_loss(pred_maskiou: torch.Tensor, gt_classes: torch.Tensor,
     return F.mse_loss(picked, targets.to(picked.dtype), reduction="mean")
 
 
+def outputs_of_predicted_classes(outputs: torch.Tensor, pred_instances: List[Instances],
+                                 caller: str) -> List[torch.Tensor]:
+    """Per image, each detection's entry of per-class head outputs for its ``pred_classes``.
+
+    Args:
+        outputs: (sum_i R_i, K), images concatenated in order.
+        pred_instances: per image, the R_i detections (``pred_classes``).
+        caller: named in the error when the counts differ.
+    Returns:
+        per image, a (R_i,) tensor.
+    """
+    classes = torch.cat([x.pred_classes for x in pred_instances])
+    if classes.numel() != outputs.shape[0]:
+        raise ValueError(f"{caller}: {outputs.shape[0]} outputs for {classes.numel()} detections")
+    picked = outputs[torch.arange(classes.numel(), device=outputs.device), classes]
+    return list(picked.split([len(x) for x in pred_instances]))
+
+
 def mask_iou_inference(pred_maskiou: torch.Tensor, pred_instances: List[Instances]) -> None:
     """Rescore detections by their predicted mask IoU, in place.
 
@@ -150,11 +169,7 @@ def mask_iou_inference(pred_maskiou: torch.Tensor, pred_instances: List[Instance
     """
     if not pred_instances:
         return
-    classes = torch.cat([x.pred_classes for x in pred_instances])
-    if classes.numel() != pred_maskiou.shape[0]:
-        raise ValueError(f"mask_iou_inference: {pred_maskiou.shape[0]} outputs for "
-                         f"{classes.numel()} detections")
-    picked = pred_maskiou[torch.arange(classes.numel(), device=pred_maskiou.device), classes]
-    for inst, iou in zip(pred_instances, picked.split([len(x) for x in pred_instances])):
+    picked = outputs_of_predicted_classes(pred_maskiou, pred_instances, "mask_iou_inference")
+    for inst, iou in zip(pred_instances, picked):
         inst.pred_maskiou = iou
         inst.scores = inst.scores * iou.clamp(0.0, 1.0)
