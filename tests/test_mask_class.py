@@ -161,3 +161,38 @@ def test_config_checks():
         build_model(_cfg("MODEL.MASK_ON", "False"))
     with pytest.raises(ValueError, match=r"SCORE_WEIGHT must be in \[0, 1\]"):
         build_model(_cfg("MODEL.VIS.MASK_CLASS.SCORE_WEIGHT", "1.5"))
+
+
+def test_training_on_gt_masks_adds_the_binary_targets(monkeypatch):
+    import vis_d2.modeling.roi_heads as roi_heads_mod
+
+    torch.manual_seed(0)
+    m = build_model(_cfg("MODEL.VIS.MASK_CLASS.TRAIN_ON_GT_MASKS", "True"))
+    m.train()
+    seen = {}
+    hook = m.roi_heads.mask_class_head.register_forward_hook(
+        lambda mod, inp, out: seen.update(x=inp[0].detach()))
+
+    def recording_loss(logits, gt_classes):
+        seen.update(logits=logits.detach(), gt=gt_classes)
+        return mask_class_loss(logits, gt_classes)
+
+    monkeypatch.setattr(roi_heads_mod, "mask_class_loss", recording_loss)
+    try:
+        with EventStorage(0):
+            losses = m([training_pair()])
+    finally:
+        hook.remove()
+    x, gt = seen["x"], seen["gt"]
+    r = x.shape[0] // 2
+    assert x.shape[0] == 2 * r and r > 0 and x.shape[1:] == (1, 28, 28)
+    pred_half, gt_half = x[:r, 0], x[r:, 0]
+    # the ground-truth half is binary and every foreground proposal's crop holds its object
+    assert set(gt_half.unique().tolist()) <= {0.0, 1.0}
+    assert (gt_half.flatten(1).sum(1) > 0).all()
+    # the predicted half is the (soft) sigmoid of the mask head's output
+    assert ((pred_half > 0.01) & (pred_half < 0.99)).float().mean() > 0.5
+    # both halves carry the same labels, and the loss is the cross-entropy over all 2R rows
+    assert torch.equal(gt[:r], gt[r:])
+    expected = torch.nn.functional.cross_entropy(seen["logits"], gt)
+    assert losses["loss_mask_cls"].item() == pytest.approx(expected.item(), rel=1e-5)

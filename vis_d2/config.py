@@ -65,6 +65,9 @@ def add_vis_config(cfg):
     _C.MODEL.VIS.MASK_CLASS.FC_DIM = 128
     _C.MODEL.VIS.MASK_CLASS.LOSS_WEIGHT = 1.0
     _C.MODEL.VIS.MASK_CLASS.SCORE_WEIGHT = 0.5
+    # Also train the head on the ground-truth masks of the same proposals (the mask loss's
+    # targets): a clean outline from the first step, while the predicted masks are still blobs.
+    _C.MODEL.VIS.MASK_CLASS.TRAIN_ON_GT_MASKS = False
 
     # ---- online tracker (vis_d2/tracking) ----------------------------------------------------
     _C.MODEL.VIS.TRACKER = CN()
@@ -89,6 +92,10 @@ def add_vis_config(cfg):
     # Track score = mean per-frame score * (frames covered / video length) ** this; 0 keeps the
     # plain mean (MaskTrack R-CNN). > 0 ranks short fragments below whole-object tracks.
     _C.MODEL.VIS.TRACKER.SCORE_COVERAGE_EXP = 0.0
+    # Track NMS (vis_d2/tracking/track_nms.py): > 0 groups a video's tracks whose
+    # spatio-temporal mask IoU exceeds this; a group keeps its best track's masks, once per
+    # category in it. 0 keeps every track.
+    _C.MODEL.VIS.TRACKER.TRACK_NMS_THRESH = 0.0
 
     # ---- training data -------------------------------------------------------------------------
     _C.INPUT.VIS = CN()

@@ -112,6 +112,7 @@ def track_cached_video(dets: Sequence[FrameDetections], video: Dict, cfg) -> Lis
         tracklets, dets, video_id=video["video_id"], length=len(dets),
         label_voting=settings.label_voting, score_weighted=settings.label_vote_score_weighted,
         score_coverage_exp=settings.score_coverage_exp,
+        track_nms_thresh=settings.track_nms_thresh,
     )
 
 

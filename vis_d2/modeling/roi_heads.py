@@ -71,6 +71,7 @@ class VISROIHeads(StandardROIHeads):
         mask_class_head: Optional[torch.nn.Module] = None,
         mask_class_loss_weight: float = 1.0,
         mask_class_score_weight: float = 0.5,
+        mask_class_on_gt_masks: bool = False,
         **kwargs,
     ):
         """
@@ -87,6 +88,8 @@ class VISROIHeads(StandardROIHeads):
                 predicted masks, or None to disable mask-shape classification.
             mask_class_loss_weight: weight of ``loss_mask_cls``.
             mask_class_score_weight: w of the inference rescoring ``s^(1-w) * p^w``, in [0, 1].
+            mask_class_on_gt_masks: train the mask-class head on the ground-truth masks of the
+                same proposals as well as on the predicted ones.
             kwargs: StandardROIHeads' arguments.
         """
         super().__init__(**kwargs)
@@ -110,6 +113,7 @@ class VISROIHeads(StandardROIHeads):
         self.mask_class_head = mask_class_head
         self.mask_class_loss_weight = mask_class_loss_weight
         self.mask_class_score_weight = mask_class_score_weight
+        self.mask_class_on_gt_masks = bool(mask_class_on_gt_masks)
 
     @classmethod
     def from_config(cls, cfg, input_shape):
@@ -121,7 +125,8 @@ class VISROIHeads(StandardROIHeads):
                 raise ValueError("MODEL.VIS.MASK_CLASS.ENABLED needs MODEL.MASK_ON True")
             c = cfg.MODEL.VIS.MASK_CLASS
             ret.update(mask_class_head=MaskClassHead(cfg), mask_class_loss_weight=c.LOSS_WEIGHT,
-                       mask_class_score_weight=c.SCORE_WEIGHT)
+                       mask_class_score_weight=c.SCORE_WEIGHT,
+                       mask_class_on_gt_masks=c.TRAIN_ON_GT_MASKS)
         return ret
 
     @classmethod
@@ -280,15 +285,31 @@ class VISROIHeads(StandardROIHeads):
                          instances: List[Instances]) -> torch.Tensor:
         """``loss_mask_cls`` for foreground proposals with masks.
 
-        mask_logits: (R, K or 1, M, M); instances: per image, the R proposals (``gt_classes``).
+        mask_logits: (R, K or 1, M, M); instances: per image, the R proposals (``gt_classes``,
+        and ``proposal_boxes``/``gt_masks`` with ``mask_class_on_gt_masks``).
         The head reads the mask predicted for the ground-truth class (the one mask when
         class-agnostic), detached so that it does not train the mask branch; at inference it
-        reads the mask of the predicted class.
+        reads the mask of the predicted class. With ``mask_class_on_gt_masks`` it also reads
+        each proposal's ground-truth mask cropped to the proposal box (the mask loss's target,
+        binary): the loss is the mean over the 2R inputs.
         """
         gt_classes = torch.cat([p.gt_classes for p in instances]).to(torch.long)
-        logits = _mask_of_class(mask_logits.detach(), gt_classes)
-        pred = self.mask_class_head(logits.sigmoid()[:, None])
+        inputs = _mask_of_class(mask_logits.detach(), gt_classes).sigmoid()[:, None]
+        if self.mask_class_on_gt_masks:
+            inputs = torch.cat([inputs, self._gt_mask_crops(instances, mask_logits)[:, None]])
+            gt_classes = gt_classes.repeat(2)
+        pred = self.mask_class_head(inputs)
         return mask_class_loss(pred, gt_classes) * self.mask_class_loss_weight
+
+    @staticmethod
+    def _gt_mask_crops(instances: List[Instances], mask_logits: torch.Tensor) -> torch.Tensor:
+        """(R, M, M) float: each proposal's ground-truth mask cropped and resized to its box
+        (the target of ``mask_rcnn_loss``), as ``mask_logits`` (R, K or 1, M, M) is laid out."""
+        side = mask_logits.shape[-1]
+        return torch.cat([
+            p.gt_masks.crop_and_resize(p.proposal_boxes.tensor, side).to(mask_logits.device)
+            for p in instances
+        ]).to(mask_logits.dtype)
 
     def _mask_features(self, features, boxes: List[Boxes], keep: Optional[List[int]] = None):
         """Mask-branch input for the given per-image boxes: the pooled (R, C, S, S) RoI features
@@ -308,12 +329,8 @@ class VISROIHeads(StandardROIHeads):
         The predicted mask is detached: the IoU target and the head's input must not train the
         mask head.
         """
-        side = mask_logits.shape[-1]
         gt_classes = torch.cat([p.gt_classes for p in instances]).to(torch.long)
-        gt_masks = torch.cat([
-            p.gt_masks.crop_and_resize(p.proposal_boxes.tensor, side).to(mask_logits.device)
-            for p in instances
-        ])
+        gt_masks = self._gt_mask_crops(instances, mask_logits)
         logits = _mask_of_class(mask_logits.detach(), gt_classes)
         targets = mask_iou_targets(logits, gt_masks)
         pred = self.maskiou_head(pooled, logits.sigmoid()[:, None])

@@ -6,6 +6,7 @@
 * :func:`bitrack` -- BiTrack (paper 3.4): merge forward and backward tracklets.
 * :class:`TrackerSettings` -- the tracker's settings (``MODEL.VIS.TRACKER``) as a dataclass.
 * :func:`vote_label` -- label voting (paper 3.5.4).
+* :func:`track_nms` -- group a video's duplicate tracks (one prediction per group and category).
 * :func:`tracklets_to_predictions` / :func:`predict_video` -- tracks -> video predictions
   (data contract 3).
 """
@@ -14,6 +15,7 @@ from .label_voting import track_category_and_score, vote_label
 from .online_tracker import OnlineTracker, TrackedDetection, Tracklet
 from .bitrack import bitrack, merge_bidirectional, track_video
 from .settings import TrackerSettings, tracker_settings
+from .track_nms import spatio_temporal_iou, track_nms
 from .video_output import predict_video, tracklets_to_predictions
 
 __all__ = [
@@ -32,4 +34,6 @@ __all__ = [
     "tracklets_to_predictions",
     "TrackerSettings",
     "tracker_settings",
+    "spatio_temporal_iou",
+    "track_nms",
 ]

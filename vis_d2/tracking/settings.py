@@ -32,6 +32,7 @@ class TrackerSettings:
     bitrack_iou_thresh: float = 0.5
     max_dets_per_frame: int = 20
     score_coverage_exp: float = 0.0
+    track_nms_thresh: float = 0.0
 
     def __post_init__(self):
         # A list from a YAML/LazyConfig becomes a tuple, so the settings stay hashable.
@@ -40,6 +41,10 @@ class TrackerSettings:
             raise TrackingInputError(
                 f"TrackerSettings: score_coverage_exp (MODEL.VIS.TRACKER.SCORE_COVERAGE_EXP) "
                 f"must be >= 0, got {self.score_coverage_exp}")
+        if not 0.0 <= self.track_nms_thresh < 1.0:
+            raise TrackingInputError(
+                f"TrackerSettings: track_nms_thresh (MODEL.VIS.TRACKER.TRACK_NMS_THRESH) "
+                f"must be in [0, 1), got {self.track_nms_thresh}")
 
     @classmethod
     def from_config(cls, cfg) -> "TrackerSettings":
@@ -62,6 +67,7 @@ class TrackerSettings:
             bitrack_iou_thresh=float(t.BITRACK_IOU_THRESH),
             max_dets_per_frame=int(t.MAX_DETS_PER_FRAME),
             score_coverage_exp=float(t.SCORE_COVERAGE_EXP),
+            track_nms_thresh=float(t.TRACK_NMS_THRESH),
         )
 
     def build_tracker(self) -> OnlineTracker:

@@ -6,6 +6,7 @@ import pycocotools.mask as mask_util
 from .bitrack import is_config, track_video
 from .frame_detections import FrameDetections, TrackingInputError
 from .online_tracker import OnlineTracker, Tracklet
+from .track_nms import track_nms
 
 __all__ = ["tracklets_to_predictions", "predict_video"]
 
@@ -27,7 +28,8 @@ def _json_rle(rle: Dict) -> Dict:
 
 def tracklets_to_predictions(tracklets: Sequence[Tracklet], frames: Sequence[FrameDetections],
                              video_id: int, length: int, label_voting: bool,
-                             score_weighted: bool, score_coverage_exp: float = 0.0) -> List[Dict]:
+                             score_weighted: bool, score_coverage_exp: float = 0.0,
+                             track_nms_thresh: float = 0.0) -> List[Dict]:
     """One prediction per track.
 
     Args:
@@ -41,6 +43,8 @@ def tracklets_to_predictions(tracklets: Sequence[Tracklet], frames: Sequence[Fra
             (frames with a detection / length) ** e. 0 (the baseline) is the plain mean; e > 0
             ranks a fragment covering a few frames below a track of the whole object, which
             the video-level metric counts as the better prediction.
+        track_nms_thresh: in [0, 1); > 0 groups duplicate tracks with
+            :func:`vis_d2.tracking.track_nms.track_nms` (after scoring), 0 keeps them all.
 
     Returns:
         list of ``{"video_id", "category_id" (contiguous), "score",
@@ -79,6 +83,8 @@ def tracklets_to_predictions(tracklets: Sequence[Tracklet], frames: Sequence[Fra
         preds.append({"video_id": int(video_id), "category_id": int(category),
                       "score": float(score), "segmentations": segs})
     preds.sort(key=lambda p: -p["score"])
+    if track_nms_thresh:
+        preds = track_nms(preds, track_nms_thresh)
     return preds
 
 
@@ -104,12 +110,12 @@ def predict_video(frames: Sequence[FrameDetections],
             f"predict_video: cfg_or_args must be a config, a dict of OnlineTracker arguments "
             f"or an OnlineTracker, got {type(cfg_or_args).__name__}")
     tracklets = track_video(frames, tracker if tracker is not None else cfg_or_args, bitrack)
-    coverage_exp = 0.0
+    coverage_exp, nms_thresh = 0.0, 0.0
     if tracker is None:
         t = cfg_or_args.MODEL.VIS.TRACKER
         label_voting, weighted = bool(t.LABEL_VOTING), bool(t.LABEL_VOTE_SCORE_WEIGHTED)
-        coverage_exp = float(t.SCORE_COVERAGE_EXP)
+        coverage_exp, nms_thresh = float(t.SCORE_COVERAGE_EXP), float(t.TRACK_NMS_THRESH)
     else:
         label_voting, weighted = tracker.label_voting, tracker.label_vote_score_weighted
     return tracklets_to_predictions(tracklets, frames, video_id, len(frames),
-                                    label_voting, weighted, coverage_exp)
+                                    label_voting, weighted, coverage_exp, nms_thresh)
