@@ -112,6 +112,9 @@ def test_lazy_and_yacs_rows_build_the_same_model(row):
     assert lazy_model.proposal_generator.anchor_generator.strides == [4, 8, 16, 32, 64, 128]
     assert lazy_model.roi_heads.box_predictor.test_topk_per_image == 20
     assert shapes["roi_heads.mask_class_head.predictor.weight"] == (4, 128)  # MODEL.VIS.MASK_CLASS
+    assert lazy_model.roi_heads.mask_class_on_gt_masks            # TRAIN_ON_GT_MASKS
+    assert lazy_model.roi_heads.mask_class_score_weight == 0.75
+    assert lazy_model.roi_heads.box_predictor.test_score_thresh == 0.01
     if row == "A1_baseline":
         assert len(shapes) == 124
         assert lazy_model.roi_heads.tcis is None and lazy_model.semseg_head is None
@@ -148,8 +151,8 @@ def test_lazy_rows_match_yaml_tracker_and_schedule():
         sched_y.step()
         sched_l.step()
     np.testing.assert_allclose(lrs_l, lrs_y, rtol=1e-9)
-    assert lrs_y[899] == pytest.approx(5e-4) and lrs_y[900] == pytest.approx(5e-5)
-    assert lrs_y[1125] == pytest.approx(5e-6) and lrs_y[0] == pytest.approx(5e-4 * 0.001)
+    assert lrs_y[824] == pytest.approx(5e-4) and lrs_y[825] == pytest.approx(5e-5)
+    assert lrs_y[1030] == pytest.approx(5e-6) and lrs_y[0] == pytest.approx(5e-4 * 0.001)
 
 
 def test_lazy_training_and_data_settings_match_the_yaml():

@@ -153,7 +153,9 @@ def test_inference_rescores_the_box_head_classes(model):
     assert torch.equal(scored.pred_classes, plain.pred_classes)
     p = torch.where(plain.pred_classes == 0, torch.tensor(0.7), torch.tensor(0.1))
     assert torch.allclose(scored.pred_mask_class_prob, p)
-    assert torch.allclose(scored.scores, (plain.scores * p).sqrt())  # w = 0.5 by default
+    w = model.roi_heads.mask_class_score_weight   # MODEL.VIS.MASK_CLASS.SCORE_WEIGHT
+    assert 0 < w < 1
+    assert torch.allclose(scored.scores, plain.scores.pow(1 - w) * p.pow(w))
 
 
 def test_config_checks():

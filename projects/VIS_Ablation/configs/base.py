@@ -48,7 +48,7 @@ from vis_d2.modeling.track_head import TrackHead
 
 # Names starting with "_" are not config keys (LazyConfig.load skips them).
 _ROI_SCALES = (1.0 / 4, 1.0 / 8, 1.0 / 16, 1.0 / 32)  # p2..p5
-_MAX_ITER = 1200                        # SOLVER.MAX_ITER of R18_demo.yaml
+_MAX_ITER = 1100                        # SOLVER.MAX_ITER of R18_demo.yaml
 
 # ---- model ---------------------------------------------------------------------------------
 model = L(VideoRCNN)(
@@ -110,7 +110,7 @@ model = L(VideoRCNN)(
             box2box_transform=L(Box2BoxTransform)(weights=(10.0, 10.0, 5.0, 5.0)),
             num_classes="${..num_classes}",
             cls_agnostic_bbox_reg=True,  # one box regressor for all classes
-            test_score_thresh=0.05,
+            test_score_thresh=0.01,  # weak class hypotheses, rescored by the mask classifier
             test_nms_thresh=0.5,
             test_topk_per_image=20,  # TEST.DETECTIONS_PER_IMAGE
             loss_weight={"loss_box_reg": 1.0},  # MODEL.ROI_BOX_HEAD.BBOX_REG_LOSS_WEIGHT
@@ -138,7 +138,8 @@ model = L(VideoRCNN)(
             num_classes="${..num_classes}", mask_size=28, conv_dims=[16, 32], fc_dim=128
         ),
         mask_class_loss_weight=1.0,
-        mask_class_score_weight=0.5,
+        mask_class_score_weight=0.75,
+        mask_class_on_gt_masks=True,  # MODEL.VIS.MASK_CLASS.TRAIN_ON_GT_MASKS
     ),
     pixel_mean=[110.0, 110.0, 110.0],
     pixel_std=[60.0, 60.0, 60.0],
@@ -214,6 +215,7 @@ tracker = L(TrackerSettings)(
     bitrack_iou_thresh=0.5,
     max_dets_per_frame=20,
     score_coverage_exp=0.5,
+    track_nms_thresh=0.3,
 )
 
 # ---- optimisation --------------------------------------------------------------------------
@@ -226,11 +228,11 @@ optimizer = L(torch.optim.AdamW)(
     betas=(0.9, 0.999),
     weight_decay=0.01,
 )
-# x0.1 at iterations 900 and 1125 of 1200 after a 100-iteration linear warm-up. A ParamScheduler
+# x0.1 at iterations 825 and 1030 of 1100 after a 100-iteration linear warm-up. A ParamScheduler
 # sees training progress as a fraction, so a shorter train.max_iter keeps the same shape.
 lr_multiplier = L(WarmupParamScheduler)(
     scheduler=L(MultiStepParamScheduler)(
-        values=[1.0, 0.1, 0.01], milestones=[900, 1125], num_updates=_MAX_ITER
+        values=[1.0, 0.1, 0.01], milestones=[825, 1030], num_updates=_MAX_ITER
     ),
     warmup_length=100 / _MAX_ITER,
     warmup_method="linear",
