@@ -111,7 +111,8 @@ def test_lazy_and_yacs_rows_build_the_same_model(row):
     assert shapes["roi_heads.track_head.fcs.1.weight"] == (256, 256)
     assert lazy_model.proposal_generator.anchor_generator.strides == [4, 8, 16, 32, 64, 128]
     assert lazy_model.roi_heads.box_predictor.test_topk_per_image == 20
-    assert shapes["roi_heads.mask_class_head.predictor.weight"] == (4, 128)  # MODEL.VIS.MASK_CLASS
+    assert shapes["roi_heads.mask_class_head.predictor.weight"] == (4, 256)  # MODEL.VIS.MASK_CLASS
+    assert shapes["roi_heads.mask_class_head.convs.2.weight"] == (64, 32, 3, 3)
     assert lazy_model.roi_heads.mask_class_on_gt_masks            # TRAIN_ON_GT_MASKS
     assert lazy_model.roi_heads.mask_class_score_weight == 0.75
     assert lazy_model.roi_heads.box_predictor.test_score_thresh == 0.01

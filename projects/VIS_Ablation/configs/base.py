@@ -135,7 +135,7 @@ model = L(VideoRCNN)(
         track_loss_weight=1.0,
         # MODEL.VIS.MASK_CLASS: classify each detection from its predicted 28x28 mask too
         mask_class_head=L(MaskClassHead)(
-            num_classes="${..num_classes}", mask_size=28, conv_dims=[16, 32], fc_dim=128
+            num_classes="${..num_classes}", mask_size=28, conv_dims=[32, 64], fc_dim=256
         ),
         mask_class_loss_weight=1.0,
         mask_class_score_weight=0.75,
