@@ -13,13 +13,13 @@ import argparse
 import json
 import os
 import sys
-import tempfile
 from typing import Optional, Tuple
 
 import numpy as np
 
 from detectron2.utils.file_io import PathManager
 
+from ..file_io import atomic_write_json
 from .ytvis import YTVISFormatError
 
 __all__ = ["split_videos", "split_ytvis_json", "write_json_atomic", "main"]
@@ -88,24 +88,9 @@ def split_videos(
 
 
 def write_json_atomic(obj, path: str) -> None:
-    """Write `obj` as json to `path` via a temp file in the same directory and os.replace, so a
+    """Write `obj` as json to `path` atomically (:func:`vis_d2.file_io.atomic_write_json`), so a
     reader never sees a partial file."""
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    prefix = "." + os.path.basename(path) + "."
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=prefix, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(obj, f)
-        # mkstemp creates the file 0600; give it the permissions a plain open() would.
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    atomic_write_json(path, obj)
 
 
 def split_ytvis_json(

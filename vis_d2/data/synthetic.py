@@ -41,7 +41,6 @@ import argparse
 import json
 import math
 import os
-import tempfile
 import time
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence, Tuple
@@ -49,6 +48,8 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import cv2
 import numpy as np
 from pycocotools import mask as mask_util
+
+from ..file_io import atomic_write_json
 
 __all__ = [
     "VIDEO_CATEGORIES",
@@ -598,17 +599,9 @@ def _write_jpeg(path: str, img: np.ndarray, quality: int) -> None:
 
 
 def _write_json_atomic(path: str, obj) -> None:
-    """Dump ``obj`` next to ``path`` and rename it into place, so readers never see half a file."""
-    d = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".tmp_" + os.path.basename(path), dir=d)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(obj, f, separators=(",", ":"))
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    """Compact json, written next to ``path`` and renamed into place (readers never see half a
+    file)."""
+    atomic_write_json(path, obj, separators=(",", ":"))
 
 
 def _scene_rng(seed: int, split: str, index: int) -> np.random.Generator:
