@@ -116,11 +116,13 @@ def test_lazy_and_yacs_rows_build_the_same_model(row):
     assert lazy_model.roi_heads.mask_class_on_gt_masks            # TRAIN_ON_GT_MASKS
     assert lazy_model.roi_heads.mask_class_score_weight == 0.75
     assert lazy_model.roi_heads.box_predictor.test_score_thresh == 0.01
+    assert shapes["roi_heads.mask_head.mask_fcn4.weight"] == (64, 64, 3, 3)  # NUM_CONV 4
+    assert "roi_heads.mask_head.mask_fcn5.weight" not in shapes
     if row == "A1_baseline":
-        assert len(shapes) == 124
+        assert len(shapes) == 130
         assert lazy_model.roi_heads.tcis is None and lazy_model.semseg_head is None
     else:
-        assert len(shapes) == 161
+        assert len(shapes) == 167
         assert shapes["roi_heads.tcis.deform_conv.weight"] == (128, 128, 3, 3)
         assert shapes["roi_heads.maskiou_head.predictor.weight"] == (4, 512)
         assert shapes["semseg_head.predictor.weight"] == (5, 128, 1, 1)
@@ -131,6 +133,8 @@ def test_lazy_rows_match_yaml_tracker_and_schedule():
     for row, path in TWINS.items():
         lazy = load_lazy(row)
         assert instantiate(lazy.tracker) == TrackerSettings.from_config(yacs(path)), row
+    a1 = instantiate(load_lazy("A1_baseline").tracker)
+    assert (a1.momentum, a1.track_nms_thresh) == (0.8, 0.3)  # the demo recipe, round 4
     a5 = instantiate(load_lazy("A5_bitrack").tracker)
     assert a5.bitrack and a5.label_voting and a5.label_voting_weight == 0.0
     assert not instantiate(load_lazy("A3_multitask").tracker).bitrack

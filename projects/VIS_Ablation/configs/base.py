@@ -122,7 +122,7 @@ model = L(VideoRCNN)(
         mask_head=L(MaskRCNNConvUpsampleHead)(
             input_shape=ShapeSpec(channels="${....backbone.out_channels}", height=14, width=14),
             num_classes=1,  # MODEL.ROI_MASK_HEAD.CLS_AGNOSTIC_MASK: one mask for all classes
-            conv_dims=[64, 64, 64],  # NUM_CONV=2 convs of CONV_DIM, then the deconv's width
+            conv_dims=[64, 64, 64, 64, 64],  # NUM_CONV=4 convs of CONV_DIM, then the deconv's
             conv_norm="GN",
         ),
         # MaskTrack R-CNN track head on the box pooler's 7x7 RoI features.
@@ -207,7 +207,7 @@ tracker = L(TrackerSettings)(
     match_coeffs=[1.0, 2.0, 10.0],
     score_thresh=0.1,
     max_age=10,
-    momentum=0.0,
+    momentum=0.8,
     label_voting=False,
     label_voting_weight=0.0,
     label_vote_score_weighted=True,
