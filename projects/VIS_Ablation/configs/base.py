@@ -122,7 +122,8 @@ model = L(VideoRCNN)(
         mask_head=L(MaskRCNNConvUpsampleHead)(
             input_shape=ShapeSpec(channels="${....backbone.out_channels}", height=14, width=14),
             num_classes=1,  # MODEL.ROI_MASK_HEAD.CLS_AGNOSTIC_MASK: one mask for all classes
-            conv_dims=[64, 64, 64, 64, 64],  # NUM_CONV=4 convs of CONV_DIM, then the deconv's
+            # NUM_CONV=4 convs of CONV_DIM, then the deconv's width
+            conv_dims=[64, 64, 64, 64, 64],
             conv_norm="GN",
         ),
         # MaskTrack R-CNN track head on the box pooler's 7x7 RoI features.
