@@ -6,6 +6,7 @@ import pycocotools.mask as mask_util
 from .bitrack import is_config, track_video
 from .frame_detections import FrameDetections, TrackingInputError
 from .online_tracker import OnlineTracker, Tracklet
+from .settings import TrackerSettings
 from .track_nms import track_nms
 
 __all__ = ["tracklets_to_predictions", "predict_video"]
@@ -112,9 +113,9 @@ def predict_video(frames: Sequence[FrameDetections],
     tracklets = track_video(frames, tracker if tracker is not None else cfg_or_args, bitrack)
     coverage_exp, nms_thresh = 0.0, 0.0
     if tracker is None:
-        t = cfg_or_args.MODEL.VIS.TRACKER
-        label_voting, weighted = bool(t.LABEL_VOTING), bool(t.LABEL_VOTE_SCORE_WEIGHTED)
-        coverage_exp, nms_thresh = float(t.SCORE_COVERAGE_EXP), float(t.TRACK_NMS_THRESH)
+        s = TrackerSettings.from_config(cfg_or_args)
+        label_voting, weighted = s.label_voting, s.label_vote_score_weighted
+        coverage_exp, nms_thresh = s.score_coverage_exp, s.track_nms_thresh
     else:
         label_voting, weighted = tracker.label_voting, tracker.label_vote_score_weighted
     return tracklets_to_predictions(tracklets, frames, video_id, len(frames),
