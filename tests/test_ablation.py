@@ -106,7 +106,7 @@ def test_lazy_and_yacs_rows_build_the_same_model(row):
 
     # the concrete model of each row
     shapes = {k: tuple(v.shape) for k, v in lazy_sd.items()}
-    assert shapes["backbone.top_block.p7.weight"] == (128, 128, 3, 3)   # P7 from P6, 128 ch
+    assert shapes["backbone.top_block.p7.weight"] == (64, 64, 3, 3)   # P7 from P6, 64 ch
     assert shapes["roi_heads.box_predictor.cls_score.weight"] == (5, 512)  # 4 classes + bg
     assert shapes["roi_heads.track_head.fcs.1.weight"] == (256, 256)
     assert lazy_model.proposal_generator.anchor_generator.strides == [4, 8, 16, 32, 64, 128]
@@ -123,7 +123,7 @@ def test_lazy_and_yacs_rows_build_the_same_model(row):
         assert lazy_model.roi_heads.tcis is None and lazy_model.semseg_head is None
     else:
         assert len(shapes) == 167
-        assert shapes["roi_heads.tcis.deform_conv.weight"] == (128, 128, 3, 3)
+        assert shapes["roi_heads.tcis.deform_conv.weight"] == (64, 64, 3, 3)
         assert shapes["roi_heads.maskiou_head.predictor.weight"] == (4, 512)
         assert shapes["semseg_head.predictor.weight"] == (5, 128, 1, 1)
         assert shapes["multilabel_head.fc.weight"] == (4, 256)
@@ -156,8 +156,8 @@ def test_lazy_rows_match_yaml_tracker_and_schedule():
         sched_y.step()
         sched_l.step()
     np.testing.assert_allclose(lrs_l, lrs_y, rtol=1e-9)
-    assert lrs_y[824] == pytest.approx(5e-4) and lrs_y[825] == pytest.approx(5e-5)
-    assert lrs_y[1030] == pytest.approx(5e-6) and lrs_y[0] == pytest.approx(5e-4 * 0.001)
+    assert lrs_y[1049] == pytest.approx(5e-4) and lrs_y[1050] == pytest.approx(5e-5)
+    assert lrs_y[1315] == pytest.approx(5e-6) and lrs_y[0] == pytest.approx(5e-4 * 0.001)
 
 
 def test_lazy_training_and_data_settings_match_the_yaml():

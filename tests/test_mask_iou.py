@@ -175,7 +175,8 @@ def test_inference_score_is_cls_score_times_maskiou(model):
     finally:
         model.roi_heads.maskiou_head = real_head
     assert len(plain) > 0 and len(scored) == len(plain)
-    assert stub.seen[0][0][1:] == (128, 14, 14) and stub.seen[0][1][1:] == (1, 28, 28)
+    fpn_channels = model.backbone.output_shape()["p2"].channels  # the mask pooler reads P2..P5
+    assert stub.seen[0][0][1:] == (fpn_channels, 14, 14) and stub.seen[0][1][1:] == (1, 28, 28)
     assert torch.equal(scored.pred_classes, plain.pred_classes)
     expected_iou = 0.1 * (plain.pred_classes.float() + 1)
     assert torch.allclose(scored.pred_maskiou, expected_iou)

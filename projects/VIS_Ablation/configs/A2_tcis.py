@@ -2,7 +2,7 @@
 
 TCIS predicts each instance's reference-frame mask from its key-frame RoI feature, its key-frame
 mask and the feature difference between the frames, through the shared mask head. It reads the
-mask pooler's output (128 x 14 x 14) and adds the training loss ``loss_tcis``; inference does
+mask pooler's output (64 x 14 x 14) and adds the training loss ``loss_tcis``; inference does
 not run it. The LazyConfig twin of ``configs/synthvis/R18_A2_tcis.yaml``.
 """
 from detectron2.config import LazyCall as L

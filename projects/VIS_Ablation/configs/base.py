@@ -2,7 +2,7 @@
 
 Row A1: the synthetic benchmark's R18 demo model (``configs/synthvis/R18_demo.yaml``) written
 out with explicit arguments: VideoRCNN = ResNet-18 (GroupNorm, trained from scratch) + FPN
-P2..P7 with 128 channels (P6/P7 from stride-2 convs on P5) + RPN + box / mask / track heads,
+P2..P7 with 64 channels (P6/P7 from stride-2 convs on P5) + RPN + box / mask / track heads,
 4 classes. ``tests/test_ablation.py`` checks that ``instantiate(model)`` and
 ``build_model(get_vis_cfg(<the row's YAML>))`` have the same parameters and buffers.
 
@@ -48,7 +48,7 @@ from vis_d2.modeling.track_head import TrackHead
 
 # Names starting with "_" are not config keys (LazyConfig.load skips them).
 _ROI_SCALES = (1.0 / 4, 1.0 / 8, 1.0 / 16, 1.0 / 32)  # p2..p5
-_MAX_ITER = 1100                        # SOLVER.MAX_ITER of R18_demo.yaml
+_MAX_ITER = 1400                        # SOLVER.MAX_ITER of R18_demo.yaml
 
 # ---- model ---------------------------------------------------------------------------------
 model = L(VideoRCNN)(
@@ -61,7 +61,7 @@ model = L(VideoRCNN)(
             freeze_at=0,  # trained from scratch: nothing frozen
         ),
         in_features=["res2", "res3", "res4", "res5"],
-        out_channels=128,  # every FPN level; the heads below read it through "${...}"
+        out_channels=64,  # every FPN level; the heads below read it through "${...}"
         norm="GN",
         # The paper's 6-level FPN: P6 and P7 from stride-2 3x3 convs on P5.
         top_block=L(LastLevelP6P7)(
@@ -229,11 +229,11 @@ optimizer = L(torch.optim.AdamW)(
     betas=(0.9, 0.999),
     weight_decay=0.01,
 )
-# x0.1 at iterations 825 and 1030 of 1100 after a 100-iteration linear warm-up. A ParamScheduler
+# x0.1 at iterations 1050 and 1315 of 1400 after a 100-iteration linear warm-up. A ParamScheduler
 # sees training progress as a fraction, so a shorter train.max_iter keeps the same shape.
 lr_multiplier = L(WarmupParamScheduler)(
     scheduler=L(MultiStepParamScheduler)(
-        values=[1.0, 0.1, 0.01], milestones=[825, 1030], num_updates=_MAX_ITER
+        values=[1.0, 0.1, 0.01], milestones=[1050, 1315], num_updates=_MAX_ITER
     ),
     warmup_length=100 / _MAX_ITER,
     warmup_method="linear",
