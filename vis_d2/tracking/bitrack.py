@@ -23,6 +23,7 @@ import numpy as np
 
 from .frame_detections import FrameDetections, TrackingInputError, paired_box_iou
 from .online_tracker import OnlineTracker, TrackedDetection, Tracklet, check_frames
+from .settings import TrackerSettings
 
 __all__ = ["bitrack", "merge_bidirectional", "track_video", "is_config"]
 
@@ -151,9 +152,9 @@ def track_video(frames: Sequence[FrameDetections],
     if isinstance(cfg_or_args, OnlineTracker):
         tracker = cfg_or_args
     elif is_config(cfg_or_args):
-        tracker = OnlineTracker.from_config(cfg_or_args)
-        cfg_bitrack = bool(cfg_or_args.MODEL.VIS.TRACKER.BITRACK)
-        cfg_thresh = float(cfg_or_args.MODEL.VIS.TRACKER.BITRACK_IOU_THRESH)
+        settings = TrackerSettings.from_config(cfg_or_args)
+        tracker = settings.build_tracker()
+        cfg_bitrack, cfg_thresh = settings.bitrack, settings.bitrack_iou_thresh
     elif isinstance(cfg_or_args, dict):
         tracker = OnlineTracker(**cfg_or_args)
     else:

@@ -100,23 +100,23 @@ def predict_video(frames: Sequence[FrameDetections],
         video_id: the video's id.
         bitrack: override MODEL.VIS.TRACKER.BITRACK.
     """
+    coverage_exp, nms_thresh, iou_thresh = 0.0, 0.0, None  # None: track_video's defaults
     if isinstance(cfg_or_args, OnlineTracker):
         tracker = cfg_or_args
     elif is_config(cfg_or_args):
-        tracker = None
+        # The config is read once, here: the tracker, BiTrack and the output settings.
+        s = TrackerSettings.from_config(cfg_or_args)
+        tracker = s.build_tracker()
+        bitrack = s.bitrack if bitrack is None else bitrack
+        iou_thresh = s.bitrack_iou_thresh
+        coverage_exp, nms_thresh = s.score_coverage_exp, s.track_nms_thresh
     elif isinstance(cfg_or_args, dict):
         tracker = OnlineTracker(**cfg_or_args)
     else:
         raise TrackingInputError(
             f"predict_video: cfg_or_args must be a config, a dict of OnlineTracker arguments "
             f"or an OnlineTracker, got {type(cfg_or_args).__name__}")
-    tracklets = track_video(frames, tracker if tracker is not None else cfg_or_args, bitrack)
-    coverage_exp, nms_thresh = 0.0, 0.0
-    if tracker is None:
-        s = TrackerSettings.from_config(cfg_or_args)
-        label_voting, weighted = s.label_voting, s.label_vote_score_weighted
-        coverage_exp, nms_thresh = s.score_coverage_exp, s.track_nms_thresh
-    else:
-        label_voting, weighted = tracker.label_voting, tracker.label_vote_score_weighted
+    tracklets = track_video(frames, tracker, bitrack, iou_thresh)
     return tracklets_to_predictions(tracklets, frames, video_id, len(frames),
-                                    label_voting, weighted, coverage_exp, nms_thresh)
+                                    tracker.label_voting, tracker.label_vote_score_weighted,
+                                    coverage_exp, nms_thresh)
