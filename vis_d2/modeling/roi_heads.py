@@ -4,7 +4,7 @@ Training takes a key frame and a reference frame of the same video; the box and 
 use the key frame only (the two frames overlap, so one is enough, paper Sec. 2), the track loss
 pairs key-frame proposals with the reference frame's ground truth.
 
-Two optional components, each off by default:
+Optional components, each off by default:
 
 * TCIS (``MODEL.VIS.TCIS.ENABLED``, paper Sec. 3.3): an auxiliary training loss ``loss_tcis``
   predicting each instance's reference-frame mask from its key-frame features and mask
@@ -15,6 +15,8 @@ Two optional components, each off by default:
 * Mask-shape classification (``MODEL.VIS.MASK_CLASS.ENABLED``): a small CNN classifies each
   detection from its predicted mask, trained with ``loss_mask_cls``; at inference it rescores
   the box head's classes (:mod:`vis_d2.modeling.mask_class_head`).
+* A Dice loss on the masks (``MODEL.VIS.MASK_DICE_WEIGHT``): ``loss_mask_dice`` beside the
+  per-pixel BCE, on the same 28x28 targets (:func:`mask_dice_loss`).
 """
 from typing import Dict, List, Optional
 
@@ -49,6 +51,20 @@ def _mask_of_class(mask_logits: torch.Tensor, classes: torch.Tensor) -> torch.Te
     return mask_logits[torch.arange(len(classes), device=mask_logits.device), classes]
 
 
+def mask_dice_loss(mask_logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Mean over RoIs of ``1 - (2 |p.g| + 1) / (|p| + |g| + 1)``.
+
+    mask_logits: (R, M, M) logits; targets: (R, M, M) in [0, 1]. The +1 keeps an empty target
+    with an empty prediction at zero loss.
+    """
+    if mask_logits.shape[0] == 0:
+        return mask_logits.sum() * 0.0
+    p = mask_logits.sigmoid().flatten(1)
+    g = targets.to(p.dtype).flatten(1)
+    dice = (2.0 * (p * g).sum(1) + 1.0) / (p.sum(1) + g.sum(1) + 1.0)
+    return (1.0 - dice).mean()
+
+
 @ROI_HEADS_REGISTRY.register()
 class VISROIHeads(StandardROIHeads):
     """StandardROIHeads + a track head reading the box pooler's RoI features, optionally TCIS
@@ -72,6 +88,7 @@ class VISROIHeads(StandardROIHeads):
         mask_class_loss_weight: float = 1.0,
         mask_class_score_weight: float = 0.5,
         mask_class_on_gt_masks: bool = False,
+        mask_dice_weight: float = 0.0,
         **kwargs,
     ):
         """
@@ -90,6 +107,8 @@ class VISROIHeads(StandardROIHeads):
             mask_class_score_weight: w of the inference rescoring ``s^(1-w) * p^w``, in [0, 1].
             mask_class_on_gt_masks: train the mask-class head on the ground-truth masks of the
                 same proposals as well as on the predicted ones.
+            mask_dice_weight: weight of ``loss_mask_dice`` (:func:`mask_dice_loss` of the mask
+                logits against the mask loss's targets); 0 disables it.
             kwargs: StandardROIHeads' arguments.
         """
         super().__init__(**kwargs)
@@ -114,6 +133,12 @@ class VISROIHeads(StandardROIHeads):
         self.mask_class_loss_weight = mask_class_loss_weight
         self.mask_class_score_weight = mask_class_score_weight
         self.mask_class_on_gt_masks = bool(mask_class_on_gt_masks)
+        if not mask_dice_weight >= 0.0:
+            raise ValueError("VISROIHeads: MODEL.VIS.MASK_DICE_WEIGHT must be >= 0, got "
+                             f"{mask_dice_weight}")
+        if mask_dice_weight > 0.0 and not self.mask_on:
+            raise ValueError("VISROIHeads: MODEL.VIS.MASK_DICE_WEIGHT needs MODEL.MASK_ON True")
+        self.mask_dice_weight = float(mask_dice_weight)
 
     @classmethod
     def from_config(cls, cfg, input_shape):
@@ -127,6 +152,7 @@ class VISROIHeads(StandardROIHeads):
             ret.update(mask_class_head=MaskClassHead(cfg), mask_class_loss_weight=c.LOSS_WEIGHT,
                        mask_class_score_weight=c.SCORE_WEIGHT,
                        mask_class_on_gt_masks=c.TRAIN_ON_GT_MASKS)
+        ret["mask_dice_weight"] = cfg.MODEL.VIS.MASK_DICE_WEIGHT
         return ret
 
     @classmethod
@@ -268,6 +294,8 @@ class VISROIHeads(StandardROIHeads):
                 losses["loss_maskiou"] = _zero_loss(self.maskiou_head)
             if self.mask_class_head is not None:
                 losses["loss_mask_cls"] = _zero_loss(self.mask_class_head)
+            if self.mask_dice_weight > 0:
+                losses["loss_mask_dice"] = _zero_loss(self.mask_head)
             return losses
         kept = [fg[i] for i in keep]
         pooled = self._mask_features(features, [p.proposal_boxes for p in kept], keep)
@@ -275,11 +303,16 @@ class VISROIHeads(StandardROIHeads):
         loss_weight = getattr(self.mask_head, "loss_weight", 1.0)
         vis_period = getattr(self.mask_head, "vis_period", 0)
         losses = {"loss_mask": mask_rcnn_loss(logits, kept, vis_period) * loss_weight}
-        # The MaskIoU targets and the mask classifier's extra inputs are the same crops: cut once.
+        # The MaskIoU and Dice targets and the mask classifier's extra inputs are the same
+        # crops: cut once.
         gt_crops = None
-        if self.maskiou_head is not None or (
+        if self.maskiou_head is not None or self.mask_dice_weight > 0 or (
                 self.mask_class_head is not None and self.mask_class_on_gt_masks):
             gt_crops = self._gt_mask_crops(kept, logits)
+        if self.mask_dice_weight > 0:
+            gt_classes = torch.cat([p.gt_classes for p in kept]).to(torch.long)
+            losses["loss_mask_dice"] = self.mask_dice_weight * mask_dice_loss(
+                _mask_of_class(logits, gt_classes), gt_crops)
         if self.maskiou_head is not None:
             losses["loss_maskiou"] = self._maskiou_loss(pooled, logits, kept, gt_crops)
         if self.mask_class_head is not None:
