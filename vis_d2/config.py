@@ -24,8 +24,8 @@ def add_vis_config(cfg):
     # Back-propagate through the backbone from the reference frames too (see VideoRCNN).
     _C.MODEL.VIS.REF_BACKBONE_GRAD = True
     # Weight of a Dice loss ``loss_mask_dice`` on the mask head's outputs, beside its per-pixel
-    # BCE (same targets); 0 disables it. Dice scores a mask by its overlap, as the IoU metric
-    # does, so a small object's missing or extra border pixels weigh as much as a large one's.
+    # BCE (same targets); 0 disables it. Dice scores a mask by its overlap relative to the two
+    # masks' areas, as the IoU metric does; the BCE weighs each of the 28x28 pixels alike.
     _C.MODEL.VIS.MASK_DICE_WEIGHT = 0.0
 
     # ---- TCIS: Temporally Correlated Instance Segmentation (paper 3.3, training only) -------
