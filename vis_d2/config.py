@@ -23,10 +23,6 @@ def add_vis_config(cfg):
     _C.MODEL.VIS.FPN_P7 = True
     # Back-propagate through the backbone from the reference frames too (see VideoRCNN).
     _C.MODEL.VIS.REF_BACKBONE_GRAD = True
-    # Weight of a Dice loss ``loss_mask_dice`` on the mask head's outputs, beside its per-pixel
-    # BCE (same targets); 0 disables it. Dice scores a mask by its overlap relative to the two
-    # masks' areas, as the IoU metric does; the BCE weighs each of the 28x28 pixels alike.
-    _C.MODEL.VIS.MASK_DICE_WEIGHT = 0.0
 
     # ---- TCIS: Temporally Correlated Instance Segmentation (paper 3.3, training only) -------
     _C.MODEL.VIS.TCIS = CN()
@@ -72,6 +68,11 @@ def add_vis_config(cfg):
     # Also train the head on the ground-truth masks of the same proposals (the mask loss's
     # targets): a clean outline from the first step, while the predicted masks are still blobs.
     _C.MODEL.VIS.MASK_CLASS.TRAIN_ON_GT_MASKS = False
+
+    # Weight of a Dice loss ``loss_mask_dice`` on the mask head's outputs, beside its per-pixel
+    # BCE (same targets); 0 disables it. Dice scores a mask by its overlap relative to the two
+    # masks' areas, as the IoU metric does; the BCE weighs each of the 28x28 pixels alike.
+    _C.MODEL.VIS.MASK_DICE_WEIGHT = 0.0
 
     # ---- online tracker (vis_d2/tracking) ----------------------------------------------------
     _C.MODEL.VIS.TRACKER = CN()
