@@ -17,7 +17,7 @@ ones and outputs each merge separately (duplicating detections):
 Unmatched tracklets of both directions are kept. Output order: forward tracklets by id (merged
 or not), then unmatched backward tracklets by id; output ids are renumbered 0..M-1 in that order.
 """
-from typing import Dict, List, Optional, Sequence, Union
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -127,6 +127,25 @@ def is_config(obj) -> bool:
     return hasattr(obj, "MODEL")
 
 
+def resolve_tracker(cfg_or_args: Union[object, dict, OnlineTracker], caller: str
+                    ) -> Tuple[OnlineTracker, Optional[TrackerSettings]]:
+    """The tracker ``cfg_or_args`` describes, and its :class:`TrackerSettings` when it is a
+    detectron2 config (None for a dict of OnlineTracker arguments or an OnlineTracker).
+
+    ``caller`` names the function in the error for anything else.
+    """
+    if isinstance(cfg_or_args, OnlineTracker):
+        return cfg_or_args, None
+    if is_config(cfg_or_args):
+        settings = TrackerSettings.from_config(cfg_or_args)
+        return settings.build_tracker(), settings
+    if isinstance(cfg_or_args, dict):
+        return OnlineTracker(**cfg_or_args), None
+    raise TrackingInputError(
+        f"{caller}: cfg_or_args must be a config, a dict of OnlineTracker arguments "
+        f"or an OnlineTracker, got {type(cfg_or_args).__name__}")
+
+
 # track_video's ``bitrack`` argument shadows the function inside it.
 _bitrack = bitrack
 
@@ -148,19 +167,10 @@ def track_video(frames: Sequence[FrameDetections],
     Returns:
         the video's tracklets (forward pass only, or BiTrack's merge).
     """
+    tracker, settings = resolve_tracker(cfg_or_args, "track_video")
     cfg_bitrack, cfg_thresh = False, 0.5
-    if isinstance(cfg_or_args, OnlineTracker):
-        tracker = cfg_or_args
-    elif is_config(cfg_or_args):
-        settings = TrackerSettings.from_config(cfg_or_args)
-        tracker = settings.build_tracker()
+    if settings is not None:
         cfg_bitrack, cfg_thresh = settings.bitrack, settings.bitrack_iou_thresh
-    elif isinstance(cfg_or_args, dict):
-        tracker = OnlineTracker(**cfg_or_args)
-    else:
-        raise TrackingInputError(
-            f"track_video: cfg_or_args must be a config, a dict of OnlineTracker arguments "
-            f"or an OnlineTracker, got {type(cfg_or_args).__name__}")
     use_bitrack = cfg_bitrack if bitrack is None else bool(bitrack)
     thresh = cfg_thresh if iou_thresh is None else float(iou_thresh)
     if use_bitrack:

@@ -3,10 +3,9 @@ from typing import Dict, List, Optional, Sequence, Union
 
 import pycocotools.mask as mask_util
 
-from .bitrack import is_config, track_video
+from .bitrack import resolve_tracker, track_video
 from .frame_detections import FrameDetections, TrackingInputError
 from .online_tracker import OnlineTracker, Tracklet
-from .settings import TrackerSettings
 from .track_nms import track_nms
 
 __all__ = ["tracklets_to_predictions", "predict_video"]
@@ -100,22 +99,13 @@ def predict_video(frames: Sequence[FrameDetections],
         video_id: the video's id.
         bitrack: override MODEL.VIS.TRACKER.BITRACK.
     """
+    # A config is read once, here: the tracker, BiTrack and the output settings.
+    tracker, s = resolve_tracker(cfg_or_args, "predict_video")
     coverage_exp, nms_thresh, iou_thresh = 0.0, 0.0, None  # None: track_video's defaults
-    if isinstance(cfg_or_args, OnlineTracker):
-        tracker = cfg_or_args
-    elif is_config(cfg_or_args):
-        # The config is read once, here: the tracker, BiTrack and the output settings.
-        s = TrackerSettings.from_config(cfg_or_args)
-        tracker = s.build_tracker()
+    if s is not None:
         bitrack = s.bitrack if bitrack is None else bitrack
         iou_thresh = s.bitrack_iou_thresh
         coverage_exp, nms_thresh = s.score_coverage_exp, s.track_nms_thresh
-    elif isinstance(cfg_or_args, dict):
-        tracker = OnlineTracker(**cfg_or_args)
-    else:
-        raise TrackingInputError(
-            f"predict_video: cfg_or_args must be a config, a dict of OnlineTracker arguments "
-            f"or an OnlineTracker, got {type(cfg_or_args).__name__}")
     tracklets = track_video(frames, tracker, bitrack, iou_thresh)
     return tracklets_to_predictions(tracklets, frames, video_id, len(frames),
                                     tracker.label_voting, tracker.label_vote_score_weighted,
