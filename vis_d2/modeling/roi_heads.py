@@ -303,36 +303,36 @@ class VISROIHeads(StandardROIHeads):
         loss_weight = getattr(self.mask_head, "loss_weight", 1.0)
         vis_period = getattr(self.mask_head, "vis_period", 0)
         losses = {"loss_mask": mask_rcnn_loss(logits, kept, vis_period) * loss_weight}
-        # The MaskIoU and Dice targets and the mask classifier's extra inputs are the same
-        # crops: cut once.
+        # Dice, MaskIoU and the mask classifier read each proposal's mask for its ground-truth
+        # class, and the MaskIoU and Dice targets and the classifier's extra inputs are the
+        # same ground-truth crops: select and cut once.
+        gt_classes = torch.cat([p.gt_classes for p in kept]).to(torch.long)
+        gt_logits = _mask_of_class(logits, gt_classes)
         gt_crops = None
         if self.maskiou_head is not None or self.mask_dice_weight > 0 or (
                 self.mask_class_head is not None and self.mask_class_on_gt_masks):
             gt_crops = self._gt_mask_crops(kept, logits)
         if self.mask_dice_weight > 0:
-            gt_classes = torch.cat([p.gt_classes for p in kept]).to(torch.long)
-            losses["loss_mask_dice"] = self.mask_dice_weight * mask_dice_loss(
-                _mask_of_class(logits, gt_classes), gt_crops)
+            losses["loss_mask_dice"] = self.mask_dice_weight * mask_dice_loss(gt_logits, gt_crops)
         if self.maskiou_head is not None:
-            losses["loss_maskiou"] = self._maskiou_loss(pooled, logits, kept, gt_crops)
+            losses["loss_maskiou"] = self._maskiou_loss(pooled, gt_logits, gt_classes, gt_crops)
         if self.mask_class_head is not None:
-            losses["loss_mask_cls"] = self._mask_class_loss(logits, kept, gt_crops)
+            losses["loss_mask_cls"] = self._mask_class_loss(gt_logits, gt_classes, gt_crops)
         return losses
 
-    def _mask_class_loss(self, mask_logits: torch.Tensor, instances: List[Instances],
+    def _mask_class_loss(self, gt_logits: torch.Tensor, gt_classes: torch.Tensor,
                          gt_crops: Optional[torch.Tensor] = None) -> torch.Tensor:
         """``loss_mask_cls`` for foreground proposals with masks.
 
-        mask_logits: (R, K or 1, M, M); instances: per image, the R proposals (``gt_classes``);
-        gt_crops: (R, M, M) from :meth:`_gt_mask_crops`, needed with ``mask_class_on_gt_masks``.
-        The head reads the mask predicted for the ground-truth class (the one mask when
-        class-agnostic), detached so that it does not train the mask branch; at inference it
-        reads the mask of the predicted class. With ``mask_class_on_gt_masks`` it also reads
-        each proposal's ground-truth mask cropped to the proposal box (the mask loss's target,
-        binary): the loss is the mean over the 2R inputs.
+        gt_logits: (R, M, M) each proposal's mask logits for its ground-truth class (the one
+        mask when class-agnostic); gt_classes: (R,) long; gt_crops: (R, M, M) from
+        :meth:`_gt_mask_crops`, needed with ``mask_class_on_gt_masks``.
+        The head reads that mask, detached so that it does not train the mask branch; at
+        inference it reads the mask of the predicted class. With ``mask_class_on_gt_masks`` it
+        also reads each proposal's ground-truth mask cropped to the proposal box (the mask
+        loss's target, binary): the loss is the mean over the 2R inputs.
         """
-        gt_classes = torch.cat([p.gt_classes for p in instances]).to(torch.long)
-        inputs = _mask_of_class(mask_logits.detach(), gt_classes).sigmoid()[:, None]
+        inputs = gt_logits.detach().sigmoid()[:, None]
         if self.mask_class_on_gt_masks:
             inputs = torch.cat([inputs, gt_crops[:, None]])
             gt_classes = gt_classes.repeat(2)
@@ -358,18 +358,17 @@ class VISROIHeads(StandardROIHeads):
             return feats
         return self.mask_pooler([feats[f] for f in self.mask_in_features], boxes)
 
-    def _maskiou_loss(self, pooled: torch.Tensor, mask_logits: torch.Tensor,
-                      instances: List[Instances], gt_crops: torch.Tensor) -> torch.Tensor:
+    def _maskiou_loss(self, pooled: torch.Tensor, gt_logits: torch.Tensor,
+                      gt_classes: torch.Tensor, gt_crops: torch.Tensor) -> torch.Tensor:
         """``loss_maskiou`` for foreground proposals with masks.
 
-        pooled: (R, C, S, S) mask RoI features; mask_logits: (R, K or 1, M, M);
-        instances: per image, the R proposals (``gt_classes``); gt_crops: (R, M, M) their
+        pooled: (R, C, S, S) mask RoI features; gt_logits: (R, M, M) each proposal's mask
+        logits for its ground-truth class; gt_classes: (R,) long; gt_crops: (R, M, M) their
         ground-truth masks cropped to the proposal boxes (:meth:`_gt_mask_crops`).
         The predicted mask is detached: the IoU target and the head's input must not train the
         mask head.
         """
-        gt_classes = torch.cat([p.gt_classes for p in instances]).to(torch.long)
-        logits = _mask_of_class(mask_logits.detach(), gt_classes)
+        logits = gt_logits.detach()
         targets = mask_iou_targets(logits, gt_crops)
         pred = self.maskiou_head(pooled, logits.sigmoid()[:, None])
         return mask_iou_loss(pred, gt_classes, targets) * self.maskiou_loss_weight
