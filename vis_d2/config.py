@@ -113,6 +113,13 @@ def add_vis_config(cfg):
     _C.INPUT.VIS.PSEUDO_ROTATE = 10.0    # degrees
     _C.INPUT.VIS.PSEUDO_SCALE = [0.9, 1.1]
     _C.INPUT.VIS.PSEUDO_FLIP = 0.5
+    # Training augmentations beyond resize + horizontal flip (vis_d2.data.augmentation), sampled
+    # on the key frame and applied to both frames of a pair. Off by default.
+    _C.INPUT.VIS.VERTICAL_FLIP_PROB = 0.0
+    _C.INPUT.VIS.BRIGHTNESS = [1.0, 1.0]  # intensity range of detectron2's RandomBrightness
+    _C.INPUT.VIS.CONTRAST = [1.0, 1.0]  # of RandomContrast
+    # Reorder the colour channels (one of the 5 other orders) with this probability.
+    _C.INPUT.VIS.CHANNEL_PERMUTATION_PROB = 0.0
     # Copy-paste (vis_d2.data.copy_paste): paste objects of recent pairs into a pair's two frames.
     _C.INPUT.VIS.COPY_PASTE = CN()
     _C.INPUT.VIS.COPY_PASTE.ENABLED = False

@@ -20,6 +20,8 @@ from detectron2.data import detection_utils as utils
 from detectron2.data import transforms as T
 from detectron2.structures import BitMasks, Boxes, Instances, PolygonMasks
 
+from .augmentation import build_pair_augmentation
+
 __all__ = [
     "video_name",
     "read_video_frame",
@@ -318,7 +320,7 @@ def pair_mapper_common_config(cfg, is_train: bool) -> Dict:
         )
     return {
         "is_train": is_train,
-        "augmentations": utils.build_augmentation(cfg, is_train),
+        "augmentations": build_pair_augmentation(cfg, is_train),
         "image_format": cfg.INPUT.FORMAT,
         "use_instance_mask": cfg.MODEL.MASK_ON,
         "instance_mask_format": cfg.INPUT.MASK_FORMAT,

@@ -1,0 +1,78 @@
+"""Training augmentations of the pair mappers, beyond detectron2's resize and horizontal flip.
+
+The synthetic demo trains on 80 videos, about 200 objects in all: a model trained twice as long
+gains far more on its training videos than on unseen ones (docs/BENCHMARKS.md, round 7). These
+augmentations make new objects out of the same videos, with the label kept:
+
+* :class:`RandomChannelPermutation`: the colour channels in another order (a red-and-blue
+  striped object becomes a green-and-red one); the synthetic classes are shapes, never colours.
+* a vertical flip (``INPUT.VIS.VERTICAL_FLIP_PROB``), on top of detectron2's horizontal one;
+* brightness and contrast (``INPUT.VIS.BRIGHTNESS``, ``INPUT.VIS.CONTRAST``): detectron2's
+  ``RandomBrightness`` / ``RandomContrast``.
+
+The pair mappers sample them once, on the key frame, and apply the same transform to the
+reference frame, so an object keeps its (new) appearance across the pair that trains the track
+embedding. Colour transforms leave boxes and masks alone.
+"""
+from typing import List, Sequence
+
+import numpy as np
+
+from detectron2.data import detection_utils as utils
+from detectron2.data import transforms as T
+
+__all__ = ["RandomChannelPermutation", "build_pair_augmentation"]
+
+# The five orders of (0, 1, 2) other than the identity.
+_PERMUTATIONS = [(0, 2, 1), (1, 0, 2), (1, 2, 0), (2, 0, 1), (2, 1, 0)]
+
+
+class RandomChannelPermutation(T.Augmentation):
+    """With probability ``prob``, reorder the channels of an HxWx3 image (one of the five
+    non-identity orders, uniformly); otherwise leave it as it is."""
+
+    def __init__(self, prob: float = 0.5):
+        super().__init__()
+        if not 0.0 <= prob <= 1.0:
+            raise ValueError(f"RandomChannelPermutation: prob must lie in [0, 1], got {prob}")
+        self.prob = float(prob)
+
+    def get_transform(self, image: np.ndarray) -> T.Transform:
+        if image.ndim != 3 or image.shape[2] != 3:
+            raise ValueError(
+                f"RandomChannelPermutation needs an HxWx3 image, got shape {image.shape}")
+        if self._rand_range() >= self.prob:
+            return T.NoOpTransform()
+        order = list(_PERMUTATIONS[np.random.randint(len(_PERMUTATIONS))])
+        return T.ColorTransform(lambda img: np.ascontiguousarray(img[..., order]))
+
+
+def _check_range(name: str, value: Sequence[float]) -> List[float]:
+    lo, hi = (float(v) for v in value)
+    if not 0.0 < lo <= hi:
+        raise ValueError(f"{name} must be [low, high] with 0 < low <= high, got {list(value)}")
+    return [lo, hi]
+
+
+def build_pair_augmentation(cfg, is_train: bool = True) -> List[T.Augmentation]:
+    """detectron2's augmentations (``utils.build_augmentation``: ``ResizeShortestEdge``, plus
+    ``RandomFlip`` in training), then in training the ``INPUT.VIS`` ones that are switched on:
+    vertical flip, brightness, contrast, channel permutation (in that order)."""
+    augs = list(utils.build_augmentation(cfg, is_train))
+    if not is_train:
+        return augs
+    vis = cfg.INPUT.VIS
+    if not 0.0 <= vis.VERTICAL_FLIP_PROB <= 1.0:
+        raise ValueError(
+            f"INPUT.VIS.VERTICAL_FLIP_PROB must lie in [0, 1], got {vis.VERTICAL_FLIP_PROB}")
+    if vis.VERTICAL_FLIP_PROB > 0:
+        augs.append(T.RandomFlip(prob=vis.VERTICAL_FLIP_PROB, horizontal=False, vertical=True))
+    brightness = _check_range("INPUT.VIS.BRIGHTNESS", vis.BRIGHTNESS)
+    if brightness != [1.0, 1.0]:
+        augs.append(T.RandomBrightness(*brightness))
+    contrast = _check_range("INPUT.VIS.CONTRAST", vis.CONTRAST)
+    if contrast != [1.0, 1.0]:
+        augs.append(T.RandomContrast(*contrast))
+    if vis.CHANNEL_PERMUTATION_PROB > 0:
+        augs.append(RandomChannelPermutation(vis.CHANNEL_PERMUTATION_PROB))
+    return augs
