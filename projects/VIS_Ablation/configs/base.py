@@ -149,6 +149,8 @@ model = L(VideoRCNN)(
 )
 
 # ---- data ----------------------------------------------------------------------------------
+# The yacs INPUT.VIS augmentations go in this list as objects, e.g.
+# L(vis_d2.data.augmentation.RandomChannelPermutation)(prob=0.5); off, as in R18_demo.yaml.
 _train_augmentations = [
     L(T.ResizeShortestEdge)(short_edge_length=[192], max_size=352, sample_style="choice"),
     L(T.RandomFlip)(horizontal=True),
