@@ -5,6 +5,7 @@
     python tools/bench_speed.py infer  [--frames 40]           # frames/s: R18 demo vs R50-FPN 360x640
     python tools/bench_speed.py scaling [--lengths 30 300]     # time and peak memory vs video length
     python tools/bench_speed.py bitrack [--videos 10]          # per-video time, forward vs BiTrack
+    python tools/bench_speed.py clip   [--iters 40]            # AdamW step: detectron2's vs one-pass clipping
 
 Each section measures its variants in the same run and prints them side by side with ratios.
 Datasets: synthvis (make data). Weights: random unless --weights (timing does not depend on
@@ -203,6 +204,50 @@ def bench_bitrack(args):
     print(f"  BiTrack overhead on per-video inference time: {100 * (per_bi - per_fwd) / per_fwd:.2f}%")
 
 
+def bench_clip(args):
+    """The demo's AdamW step (fused, per-parameter norm clipping at SOLVER.CLIP_GRADIENTS) with
+    detectron2's clipping wrapper and with vis_d2's one-pass version, on the gradients of one
+    real training step of the R18 demo."""
+    from detectron2.solver.build import maybe_add_gradient_clipping
+    from detectron2.utils.events import EventStorage
+
+    import vis_d2.engine.trainer as trainer
+    from vis_d2.data.build import build_vis_train_loader
+    from vis_d2.engine import VISTrainer
+
+    path, opts = CONFIGS["R18 demo (192 short side)"]
+    cfg = _cfg(path, opts, args.weights)
+    model = _model(cfg)
+    model.train()
+    with EventStorage(0):
+        sum(model(next(iter(build_vis_train_loader(cfg)))).values()).backward()
+    grads = [p.grad.clone() for p in model.parameters() if p.grad is not None]
+    ours = trainer.maybe_add_per_parameter_clipping
+    rows = {}
+    for name, wrapper in [("detectron2 (clip_grad_norm_ per parameter)", maybe_add_gradient_clipping),
+                          ("vis_d2 grad_clip (one foreach pass)", ours)] * 2:
+        trainer.maybe_add_per_parameter_clipping = wrapper  # what build_optimizer calls
+        try:
+            opt = VISTrainer.build_optimizer(cfg, model)
+        finally:
+            trainer.maybe_add_per_parameter_clipping = ours
+        params = [p for p in model.parameters() if p.grad is not None]
+        times = []
+        for i in range(args.iters + 3):
+            for p, g in zip(params, grads):
+                p.grad.copy_(g)
+            t = time.perf_counter()
+            opt.step()
+            if i >= 3:
+                times.append(time.perf_counter() - t)
+        rows.setdefault(name, []).append(sorted(times)[len(times) // 2])
+    print(f"AdamW step of the R18 demo ({len(grads)} parameters), {torch.get_num_threads()} threads, "
+          f"median of {args.iters} steps, two interleaved rounds")
+    base = min(next(iter(rows.values())))
+    for name, ts in rows.items():
+        print(f"  {name:44s} {1000 * min(ts):7.2f} ms  x{min(ts) / base:.2f}")
+
+
 def main():
     if len(sys.argv) > 1 and sys.argv[1] == "_scaling_worker":
         import vis_d2  # noqa: F401
@@ -210,7 +255,7 @@ def main():
         _scaling_worker(int(sys.argv[2]), sys.argv[3], sys.argv[4])
         return
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("section", choices=["train", "infer", "scaling", "bitrack"])
+    ap.add_argument("section", choices=["train", "infer", "scaling", "bitrack", "clip"])
     ap.add_argument("--iters", type=int, default=10)
     ap.add_argument("--batch", type=int, default=2)  # pairs per iteration, as the demo
     ap.add_argument("--frames", type=int, default=40)
@@ -220,7 +265,8 @@ def main():
     args = ap.parse_args()
     import vis_d2  # noqa: F401
 
-    {"train": bench_train, "infer": bench_infer, "scaling": bench_scaling, "bitrack": bench_bitrack}[args.section](args)
+    {"train": bench_train, "infer": bench_infer, "scaling": bench_scaling, "bitrack": bench_bitrack,
+     "clip": bench_clip}[args.section](args)
 
 
 if __name__ == "__main__":
