@@ -77,7 +77,8 @@ def test_build_pair_augmentation_options_and_errors():
     assert (augs[4].intensity_min, augs[4].intensity_max) == (0.7, 1.3)
     assert augs[5].prob == 0.25
     for key, value in (("VERTICAL_FLIP_PROB", 1.5), ("BRIGHTNESS", [1.2, 0.8]),
-                       ("CONTRAST", [0.0, 1.0])):
+                       ("CONTRAST", [0.0, 1.0]), ("CONTRAST", [1.0]),
+                       ("CHANNEL_PERMUTATION_PROB", -0.1)):
         bad = make_cfg()
         setattr(bad.INPUT.VIS, key, value)
         with pytest.raises(ValueError, match=f"INPUT.VIS.{key}"):

@@ -12,7 +12,8 @@ augmentations make new objects out of the same videos, with the label kept:
 
 The pair mappers sample them once, on the key frame, and apply the same transform to the
 reference frame, so an object keeps its (new) appearance across the pair that trains the track
-embedding. Colour transforms leave boxes and masks alone.
+embedding. Colour transforms leave boxes and masks alone. All are off in the demo config: at its
+1400 steps they did not raise the AP of a 60-video dev set (round 7).
 """
 from typing import List, Sequence
 
@@ -47,7 +48,15 @@ class RandomChannelPermutation(T.Augmentation):
         return T.ColorTransform(lambda img: np.ascontiguousarray(img[..., order]))
 
 
+def _check_prob(name: str, value: float) -> float:
+    if not 0.0 <= value <= 1.0:
+        raise ValueError(f"{name} must lie in [0, 1], got {value}")
+    return float(value)
+
+
 def _check_range(name: str, value: Sequence[float]) -> List[float]:
+    if len(value) != 2:
+        raise ValueError(f"{name} must be [low, high], got {list(value)}")
     lo, hi = (float(v) for v in value)
     if not 0.0 < lo <= hi:
         raise ValueError(f"{name} must be [low, high] with 0 < low <= high, got {list(value)}")
@@ -62,17 +71,16 @@ def build_pair_augmentation(cfg, is_train: bool = True) -> List[T.Augmentation]:
     if not is_train:
         return augs
     vis = cfg.INPUT.VIS
-    if not 0.0 <= vis.VERTICAL_FLIP_PROB <= 1.0:
-        raise ValueError(
-            f"INPUT.VIS.VERTICAL_FLIP_PROB must lie in [0, 1], got {vis.VERTICAL_FLIP_PROB}")
-    if vis.VERTICAL_FLIP_PROB > 0:
-        augs.append(T.RandomFlip(prob=vis.VERTICAL_FLIP_PROB, horizontal=False, vertical=True))
+    vflip = _check_prob("INPUT.VIS.VERTICAL_FLIP_PROB", vis.VERTICAL_FLIP_PROB)
+    if vflip > 0:
+        augs.append(T.RandomFlip(prob=vflip, horizontal=False, vertical=True))
     brightness = _check_range("INPUT.VIS.BRIGHTNESS", vis.BRIGHTNESS)
     if brightness != [1.0, 1.0]:
         augs.append(T.RandomBrightness(*brightness))
     contrast = _check_range("INPUT.VIS.CONTRAST", vis.CONTRAST)
     if contrast != [1.0, 1.0]:
         augs.append(T.RandomContrast(*contrast))
-    if vis.CHANNEL_PERMUTATION_PROB > 0:
-        augs.append(RandomChannelPermutation(vis.CHANNEL_PERMUTATION_PROB))
+    permute = _check_prob("INPUT.VIS.CHANNEL_PERMUTATION_PROB", vis.CHANNEL_PERMUTATION_PROB)
+    if permute > 0:
+        augs.append(RandomChannelPermutation(permute))
     return augs
