@@ -28,15 +28,19 @@ __all__ = ["RandomChannelPermutation", "build_pair_augmentation"]
 _PERMUTATIONS = [(0, 2, 1), (1, 0, 2), (1, 2, 0), (2, 0, 1), (2, 1, 0)]
 
 
+def _check_prob(name: str, value: float) -> float:
+    if not 0.0 <= value <= 1.0:
+        raise ValueError(f"{name} must lie in [0, 1], got {value}")
+    return float(value)
+
+
 class RandomChannelPermutation(T.Augmentation):
     """With probability ``prob``, reorder the channels of an HxWx3 image (one of the five
     non-identity orders, uniformly); otherwise leave it as it is."""
 
     def __init__(self, prob: float = 0.5):
         super().__init__()
-        if not 0.0 <= prob <= 1.0:
-            raise ValueError(f"RandomChannelPermutation: prob must lie in [0, 1], got {prob}")
-        self.prob = float(prob)
+        self.prob = _check_prob("RandomChannelPermutation: prob", prob)
 
     def get_transform(self, image: np.ndarray) -> T.Transform:
         if image.ndim != 3 or image.shape[2] != 3:
@@ -46,12 +50,6 @@ class RandomChannelPermutation(T.Augmentation):
             return T.NoOpTransform()
         order = list(_PERMUTATIONS[np.random.randint(len(_PERMUTATIONS))])
         return T.ColorTransform(lambda img: np.ascontiguousarray(img[..., order]))
-
-
-def _check_prob(name: str, value: float) -> float:
-    if not 0.0 <= value <= 1.0:
-        raise ValueError(f"{name} must lie in [0, 1], got {value}")
-    return float(value)
 
 
 def _check_range(name: str, value: Sequence[float]) -> List[float]:
