@@ -6,6 +6,7 @@
     python tools/bench_speed.py scaling [--lengths 30 300]     # time and peak memory vs video length
     python tools/bench_speed.py bitrack [--videos 10]          # per-video time, forward vs BiTrack
     python tools/bench_speed.py clip   [--iters 40]            # AdamW step: detectron2's vs one-pass clipping
+    python tools/bench_speed.py bf16   [--iters 20]            # demo training step: float32 vs bfloat16 autocast
 
 Each section measures its variants in the same run and prints them side by side with ratios.
 Datasets: synthvis (make data). Weights: random unless --weights (timing does not depend on
@@ -248,6 +249,49 @@ def bench_clip(args):
         print(f"  {name:44s} {1000 * min(ts):7.2f} ms  x{min(ts) / base:.2f}")
 
 
+def bench_bf16(args):
+    """The demo's whole training step (forward, backward, AdamW with clipping) in float32 and
+    under CPU bfloat16 autocast (SOLVER.CPU_BF16), on the same batches from the same weights,
+    two interleaved rounds."""
+    import copy
+
+    from detectron2.utils.events import EventStorage
+
+    from vis_d2.data.build import build_vis_train_loader
+    from vis_d2.engine import VISTrainer
+    from vis_d2.engine.trainer import cpu_has_bf16
+
+    path, opts = CONFIGS["R18 demo (192 short side)"]
+    cfg = _cfg(path, opts, args.weights)
+    model = _model(cfg)
+    model.train()
+    start = copy.deepcopy(model.state_dict())
+    loader = iter(build_vis_train_loader(cfg))
+    batches = [next(loader) for _ in range(args.iters + 3)]
+    rows = {}
+    for name, bf16 in [("float32", False), ("bfloat16 autocast", True)] * 2:
+        model.load_state_dict(start)
+        opt = VISTrainer.build_optimizer(cfg, model)
+        times = []
+        with EventStorage(0):
+            for i, b in enumerate(batches):
+                t = time.perf_counter()
+                with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                    loss = sum(model(b).values())
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                if i >= 3:  # three warm-up steps
+                    times.append(time.perf_counter() - t)
+        rows.setdefault(name, []).append(sum(times) / len(times))
+    print(f"R18 demo training step, {cfg.SOLVER.IMS_PER_BATCH} pairs, {torch.get_num_threads()} threads, "
+          f"mean of {args.iters} steps, best of two interleaved rounds; CPU bfloat16 "
+          f"instructions: {cpu_has_bf16()}")
+    base = min(rows["float32"])
+    for name, ts in rows.items():
+        print(f"  {name:20s} {min(ts):7.3f} s/iter  x{min(ts) / base:.2f}")
+
+
 def main():
     if len(sys.argv) > 1 and sys.argv[1] == "_scaling_worker":
         import vis_d2  # noqa: F401
@@ -255,7 +299,7 @@ def main():
         _scaling_worker(int(sys.argv[2]), sys.argv[3], sys.argv[4])
         return
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("section", choices=["train", "infer", "scaling", "bitrack", "clip"])
+    ap.add_argument("section", choices=["train", "infer", "scaling", "bitrack", "clip", "bf16"])
     ap.add_argument("--iters", type=int, default=10)
     ap.add_argument("--batch", type=int, default=2)  # pairs per iteration, as the demo
     ap.add_argument("--frames", type=int, default=40)
@@ -266,7 +310,7 @@ def main():
     import vis_d2  # noqa: F401
 
     {"train": bench_train, "infer": bench_infer, "scaling": bench_scaling, "bitrack": bench_bitrack,
-     "clip": bench_clip}[args.section](args)
+     "clip": bench_clip, "bf16": bench_bf16}[args.section](args)
 
 
 if __name__ == "__main__":

@@ -145,6 +145,12 @@ def add_vis_config(cfg):
     _C.SOLVER.EMA = CN()
     _C.SOLVER.EMA.ENABLED = False
     _C.SOLVER.EMA.DECAY = 0.998
+    # Train on CPU with the forward pass under torch.autocast("cpu", torch.bfloat16): convolutions
+    # and matrix products in bfloat16, weights, gradients and the optimizer in float32. Only
+    # where the CPU has bfloat16 instructions (AVX512-BF16 or AMX); elsewhere it would be
+    # emulated and slower, so training stays float32 with a warning. No effect on CUDA (use
+    # SOLVER.AMP there) or at inference.
+    _C.SOLVER.CPU_BF16 = False
     return cfg
 
 

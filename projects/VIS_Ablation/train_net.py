@@ -13,7 +13,8 @@ Run from the repository root (datasets resolve against ./datasets, outputs go to
 
 The config provides ``model``, ``dataloader.{train,test,evaluator}``, ``optimizer``,
 ``lr_multiplier``, ``train`` and ``tracker`` (see ``configs/base.py``). Training runs detectron2's
-SimpleTrainer (AMPTrainer with ``train.amp.enabled`` on CUDA) with atomic checkpoints; evaluation
+SimpleTrainer (AMPTrainer with ``train.amp.enabled`` on CUDA, bfloat16 autocast with
+``train.cpu_bf16`` on a CPU that has it) with atomic checkpoints; evaluation
 tracks every test video (``vis_d2.engine.video_inference.inference_on_videos`` with the
 ``tracker`` settings) and scores it with ``YTVISEvaluator``, which writes ``results.json`` under
 ``<train.output_dir>/inference/<test set>/``.
@@ -27,8 +28,6 @@ import torch
 
 from detectron2.config import CfgNode, LazyConfig, instantiate
 from detectron2.engine import (
-    AMPTrainer,
-    SimpleTrainer,
     default_argument_parser,
     default_setup,
     default_writers,
@@ -44,7 +43,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspa
 import vis_d2  # noqa: E402,F401  (registers datasets and model components)
 from vis_d2.engine.checkpoint import AtomicCheckpointer, check_weights_path  # noqa: E402
 from vis_d2.engine.ema import EMAHook, ModelEMA, eval_on_average  # noqa: E402
-from vis_d2.engine.trainer import create_ddp_model  # noqa: E402
+from vis_d2.engine.trainer import create_ddp_model, select_step_trainer  # noqa: E402
 from vis_d2.engine.video_inference import inference_on_videos  # noqa: E402
 
 logger = logging.getLogger("vis_d2.lazy_train_net")
@@ -128,11 +127,10 @@ def do_train(args, cfg, device: str):
 
     ema = build_ema(model, cfg.train.get("ema"))
     model = create_ddp_model(model, **cfg.train.ddp)
-    use_amp = bool(cfg.train.amp.enabled)
-    if use_amp and not device.startswith("cuda"):
-        logger.warning("train.amp.enabled needs CUDA; training in fp32 on %s", device)
-        use_amp = False
-    trainer = (AMPTrainer if use_amp else SimpleTrainer)(model, train_loader, optimizer)
+    trainer_type, _ = select_step_trainer(device, bool(cfg.train.amp.enabled),
+                                          bool(cfg.train.get("cpu_bf16", False)),
+                                          keys=("train.amp.enabled", "train.cpu_bf16"))
+    trainer = trainer_type(model, train_loader, optimizer)
     extra = {"model_ema": ema.averaged} if ema is not None else {}
     checkpointer = AtomicCheckpointer(model, cfg.train.output_dir, trainer=trainer, **extra)
     eval_fn = lambda: do_test(cfg, model)  # noqa: E731

@@ -6,6 +6,8 @@ What differs from DefaultTrainer:
 - the evaluator is the YouTube-VIS metric;
 - DDP works on CPU too (gloo, no ``device_ids``), so multi-process training can be tested on
   machines without GPUs; AMP is switched off, with a warning, where there is no CUDA;
+- optionally (``SOLVER.CPU_BF16``) CPU training runs its forward pass in bfloat16 autocast,
+  where the CPU has bfloat16 instructions (:class:`CPUBFloat16Trainer`);
 - checkpoints are written atomically and the best model by ``TEST.VIS.BEST_METRIC`` is kept;
 - optionally (``SOLVER.EMA``) the weights are averaged over training (:mod:`vis_d2.engine.ema`).
 """
@@ -31,7 +33,8 @@ from .ema import EMAHook, ModelEMA, eval_on_average
 from .grad_clip import maybe_add_per_parameter_clipping
 from .video_inference import inference_on_videos
 
-__all__ = ["VISTrainer", "create_ddp_model"]
+__all__ = ["VISTrainer", "CPUBFloat16Trainer", "cpu_has_bf16", "create_ddp_model",
+           "select_step_trainer"]
 
 logger = logging.getLogger(__name__)
 
@@ -46,6 +49,65 @@ def create_ddp_model(model: torch.nn.Module, **kwargs) -> torch.nn.Module:
     return DistributedDataParallel(model, **kwargs)
 
 
+def cpu_has_bf16(cpuinfo: str = "/proc/cpuinfo") -> bool:
+    """Whether this CPU has bfloat16 instructions (AVX512-BF16 or AMX-BF16), from the
+    ``flags`` of ``cpuinfo`` (Linux); False where that file does not exist."""
+    try:
+        with open(cpuinfo) as f:
+            for line in f:
+                if line.startswith("flags"):
+                    flags = set(line.split(":", 1)[1].split())
+                    return bool(flags & {"avx512_bf16", "amx_bf16"})
+    except OSError:
+        pass
+    return False
+
+
+class CPUBFloat16Trainer(SimpleTrainer):
+    """SimpleTrainer whose steps run under ``torch.autocast("cpu", torch.bfloat16)``.
+
+    Autocast runs convolutions and matrix products in bfloat16 (on a CPU with AVX512-BF16 the
+    demo's training step takes ~0.8x the time: docs/BENCHMARKS.md); the weights, their
+    gradients and the optimizer stay float32, and the losses (cross-entropy, BCE) are computed
+    in float32 by autocast's own rules. bfloat16 has float32's exponent range, so no gradient
+    scaling is needed (unlike CUDA's float16 AMP). The backward pass inside the context runs
+    each op in its forward's dtype, the same gradients as autocasting the forward alone
+    (tests/test_trainer_bf16.py checks it).
+    """
+
+    def run_step(self):
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            super().run_step()
+
+
+def select_step_trainer(device: str, amp: bool, cpu_bf16: bool,
+                        keys=("SOLVER.AMP.ENABLED", "SOLVER.CPU_BF16")):
+    """The detectron2 step class for the precision settings, and whether AMP stays on.
+
+    AMP (float16 with a gradient scaler, detectron2's AMPTrainer) needs CUDA; elsewhere it is
+    switched off with a warning. ``cpu_bf16`` on a CPU device gives :class:`CPUBFloat16Trainer`
+    where the CPU has bfloat16 instructions, else a warning and float32. ``keys`` name the two
+    settings in the messages (the yacs keys, or the LazyConfig's ``train.*``).
+    Returns (AMPTrainer | CPUBFloat16Trainer | SimpleTrainer, amp).
+    """
+    amp_key, bf16_key = keys
+    if amp and not (device.startswith("cuda") and torch.cuda.is_available()):
+        logger.warning("%s needs CUDA; training in fp32 on %s", amp_key, device)
+        amp = False
+    # Only on CPU, where AMP is off by now: the two never meet.
+    bf16 = bool(cpu_bf16) and device.startswith("cpu")
+    if bf16 and not cpu_has_bf16():
+        logger.warning("%s: this CPU has no bfloat16 instructions (avx512_bf16 / amx_bf16 in "
+                       "/proc/cpuinfo), where bfloat16 would be emulated and slower; training "
+                       "in float32", bf16_key)
+        bf16 = False
+    if bf16:
+        logger.info("%s: training steps run in bfloat16 autocast", bf16_key)
+    if amp:
+        return AMPTrainer, True
+    return (CPUBFloat16Trainer if bf16 else SimpleTrainer), False
+
+
 class VISTrainer(DefaultTrainer):
     """Train VideoRCNN on frame pairs; evaluate by tracking whole videos."""
 
@@ -56,8 +118,9 @@ class VISTrainer(DefaultTrainer):
         if not logging.getLogger("detectron2").isEnabledFor(logging.INFO):
             setup_logger()
         cfg = DefaultTrainer.auto_scale_workers(cfg, comm.get_world_size())
-        if cfg.SOLVER.AMP.ENABLED and not (cfg.MODEL.DEVICE.startswith("cuda") and torch.cuda.is_available()):
-            logger.warning("SOLVER.AMP.ENABLED needs CUDA; training in fp32 on %s", cfg.MODEL.DEVICE)
+        trainer_type, amp = select_step_trainer(
+            cfg.MODEL.DEVICE, cfg.SOLVER.AMP.ENABLED, cfg.SOLVER.CPU_BF16)
+        if amp != cfg.SOLVER.AMP.ENABLED:  # switched off: build_optimizer must see it off too
             cfg = cfg.clone()
             cfg.defrost()
             cfg.SOLVER.AMP.ENABLED = False
@@ -69,9 +132,7 @@ class VISTrainer(DefaultTrainer):
         # The average is taken over the unwrapped model, before DDP wraps it.
         self.ema = ModelEMA(model, cfg.SOLVER.EMA.DECAY) if cfg.SOLVER.EMA.ENABLED else None
         model = create_ddp_model(model, broadcast_buffers=False)
-        self._trainer = (AMPTrainer if cfg.SOLVER.AMP.ENABLED else SimpleTrainer)(
-            model, data_loader, optimizer
-        )
+        self._trainer = trainer_type(model, data_loader, optimizer)
         self.scheduler = self.build_lr_scheduler(cfg, optimizer)
         extra = {"model_ema": self.ema.averaged} if self.ema is not None else {}
         self.checkpointer = AtomicCheckpointer(

@@ -247,6 +247,7 @@ train = dict(
     init_checkpoint="",
     max_iter=_MAX_ITER,
     amp=dict(enabled=False),
+    cpu_bf16=False,  # SOLVER.CPU_BF16: bfloat16 autocast for CPU training (vis_d2.engine.trainer)
     ddp=dict(broadcast_buffers=False, find_unused_parameters=False),
     checkpointer=dict(period=500, max_to_keep=100),
     # Clipping keeps from-scratch training stable (an unclipped SGD run at lr 0.02 diverged): each
