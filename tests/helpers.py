@@ -17,6 +17,9 @@ TINY_OPTS = [
     "SOLVER.IMS_PER_BATCH", "2",
     "DATALOADER.NUM_WORKERS", "0",
     "MODEL.VIS.TRACKER.SCORE_THRESH", "0.0",
+    # float32 on every CPU, so that results do not depend on the machine's bfloat16 support
+    # (tests/test_trainer_bf16.py tests the bfloat16 step)
+    "SOLVER.CPU_BF16", "False",
 ]
 
 

@@ -26,6 +26,7 @@ from detectron2.solver.lr_scheduler import LRMultiplier
 import vis_d2  # noqa: F401
 from helpers import TINY_OPTS
 from vis_d2.config import get_vis_cfg
+from vis_d2.data.augmentation import build_pair_augmentation
 from vis_d2.data.build import build_vis_test_loader, build_vis_train_loader
 from vis_d2.data.build import get_vis_train_dataset_dicts
 from vis_d2.data.ytvis import categories_to_metadata, register_ytvis_instances
@@ -156,8 +157,8 @@ def test_lazy_rows_match_yaml_tracker_and_schedule():
         sched_y.step()
         sched_l.step()
     np.testing.assert_allclose(lrs_l, lrs_y, rtol=1e-9)
-    assert lrs_y[1049] == pytest.approx(5e-4) and lrs_y[1050] == pytest.approx(5e-5)
-    assert lrs_y[1315] == pytest.approx(5e-6) and lrs_y[0] == pytest.approx(5e-4 * 0.001)
+    assert lrs_y[2099] == pytest.approx(5e-4) and lrs_y[2100] == pytest.approx(5e-5)
+    assert lrs_y[2630] == pytest.approx(5e-6) and lrs_y[0] == pytest.approx(5e-4 * 0.001)
 
 
 def test_lazy_training_and_data_settings_match_the_yaml():
@@ -196,6 +197,14 @@ def test_lazy_training_and_data_settings_match_the_yaml():
     assert cp_cfg.ENABLED and (cp.prob, cp.max_objects, cp.bank_size, cp.min_area) == \
         (cp_cfg.PROB, cp_cfg.MAX_OBJECTS, cp_cfg.BANK_SIZE, cp_cfg.MIN_AREA)
     assert dict(train.ema) == {"enabled": cfg.SOLVER.EMA.ENABLED, "decay": cfg.SOLVER.EMA.DECAY}
+    assert train.cpu_bf16 == cfg.SOLVER.CPU_BF16
+    # the same training augmentations, in the same order, with the same parameters
+    built_y = build_pair_augmentation(cfg, is_train=True)
+    built_l = [instantiate(a) for a in video.augmentations]
+    assert [type(a) for a in built_l] == [type(a) for a in built_y] and len(built_y) == 6
+    for a, b in zip(built_l, built_y):
+        assert {k: v for k, v in vars(a).items() if not k.startswith("_")} == \
+            {k: v for k, v in vars(b).items() if not k.startswith("_")}, type(a).__name__
 
 
 def test_lazy_trainer_clips_gradients_like_the_yaml_trainer():
@@ -549,6 +558,7 @@ LAZY_TINY = [
     "dataloader.test.mapper.augmentation.short_edge_length=96",
     "dataloader.test.mapper.augmentation.max_size=160",
     "tracker.score_thresh=0.0",
+    "train.cpu_bf16=False",  # float32 on every CPU, as TINY_OPTS
 ]
 
 

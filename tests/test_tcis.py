@@ -41,6 +41,25 @@ def test_shapes(block):
     assert m5(key, ref, masks).shape == (5, 8, 14, 14)
 
 
+def test_runs_under_cpu_bfloat16_autocast():
+    """SOLVER.CPU_BF16 trains under CPU bfloat16 autocast, where torchvision's deform_conv2d
+    has no kernel: TCIS runs it in float32, with the float32 result and gradients."""
+    torch.manual_seed(0)
+    m = _tcis()
+    key, ref = torch.randn(3, 8, 14, 14), torch.randn(3, 8, 14, 14)
+    masks = (torch.rand(3, 14, 14) > 0.5).float()
+    offsets = torch.randn(3, 18, 14, 14)
+    expected = m.correlated_feature(key * masks[:, None], offsets)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got = m.correlated_feature((key * masks[:, None]).bfloat16(), offsets.bfloat16())
+        out = m(key, ref, masks)
+    assert got.dtype == torch.float32 and out.dtype == torch.float32
+    # only the inputs' rounding to bfloat16 differs (8 mantissa bits)
+    assert 0 < ((got - expected).norm() / expected.norm()).item() < 0.02
+    out.sum().backward()
+    assert float(m.deform_conv.weight.grad.abs().sum()) > 0
+
+
 def test_bad_settings_are_rejected():
     with pytest.raises(ValueError, match="DEFORM_KERNEL"):
         _tcis(kernel=4)

@@ -32,6 +32,7 @@ from detectron2.modeling.roi_heads import (
 from detectron2.solver import WarmupParamScheduler
 from detectron2.solver.build import get_default_optimizer_params
 
+from vis_d2.data.augmentation import RandomChannelPermutation
 from vis_d2.data.build import PairDatasetMapper, build_vis_test_loader, build_vis_train_loader
 from vis_d2.data.build import get_vis_train_dataset_dicts
 from vis_d2.data.copy_paste import CopyPaste
@@ -48,7 +49,7 @@ from vis_d2.modeling.track_head import TrackHead
 
 # Names starting with "_" are not config keys (LazyConfig.load skips them).
 _ROI_SCALES = (1.0 / 4, 1.0 / 8, 1.0 / 16, 1.0 / 32)  # p2..p5
-_MAX_ITER = 1400                        # SOLVER.MAX_ITER of R18_demo.yaml
+_MAX_ITER = 2800                        # SOLVER.MAX_ITER of R18_demo.yaml
 
 # ---- model ---------------------------------------------------------------------------------
 model = L(VideoRCNN)(
@@ -149,11 +150,15 @@ model = L(VideoRCNN)(
 )
 
 # ---- data ----------------------------------------------------------------------------------
-# The yacs INPUT.VIS augmentations go in this list as objects, e.g.
-# L(vis_d2.data.augmentation.RandomChannelPermutation)(prob=0.5); off, as in R18_demo.yaml.
+# INPUT.VIS.VERTICAL_FLIP_PROB, BRIGHTNESS, CONTRAST and CHANNEL_PERMUTATION_PROB of
+# R18_demo.yaml, in the order vis_d2.data.augmentation.build_pair_augmentation builds them.
 _train_augmentations = [
     L(T.ResizeShortestEdge)(short_edge_length=[192], max_size=352, sample_style="choice"),
     L(T.RandomFlip)(horizontal=True),
+    L(T.RandomFlip)(prob=0.5, horizontal=False, vertical=True),
+    L(T.RandomBrightness)(intensity_min=0.8, intensity_max=1.2),
+    L(T.RandomContrast)(intensity_min=0.8, intensity_max=1.2),
+    L(RandomChannelPermutation)(prob=0.5),
 ]
 # INPUT.VIS.PSEUDO_*: the reference of a pseudo pair is the key image moved by a random affine.
 _pseudo_augmentations = [
@@ -231,11 +236,11 @@ optimizer = L(torch.optim.AdamW)(
     betas=(0.9, 0.999),
     weight_decay=0.01,
 )
-# x0.1 at iterations 1050 and 1315 of 1400 after a 100-iteration linear warm-up. A ParamScheduler
+# x0.1 at iterations 2100 and 2630 of 2800 after a 100-iteration linear warm-up. A ParamScheduler
 # sees training progress as a fraction, so a shorter train.max_iter keeps the same shape.
 lr_multiplier = L(WarmupParamScheduler)(
     scheduler=L(MultiStepParamScheduler)(
-        values=[1.0, 0.1, 0.01], milestones=[1050, 1315], num_updates=_MAX_ITER
+        values=[1.0, 0.1, 0.01], milestones=[2100, 2630], num_updates=_MAX_ITER
     ),
     warmup_length=100 / _MAX_ITER,
     warmup_method="linear",
@@ -247,7 +252,7 @@ train = dict(
     init_checkpoint="",
     max_iter=_MAX_ITER,
     amp=dict(enabled=False),
-    cpu_bf16=False,  # SOLVER.CPU_BF16: bfloat16 autocast for CPU training (vis_d2.engine.trainer)
+    cpu_bf16=True,  # SOLVER.CPU_BF16: bfloat16 autocast for CPU training, where the CPU has it
     ddp=dict(broadcast_buffers=False, find_unused_parameters=False),
     checkpointer=dict(period=500, max_to_keep=100),
     # Clipping keeps from-scratch training stable (an unclipped SGD run at lr 0.02 diverged): each
