@@ -57,9 +57,26 @@ def _model(cfg):
     return model
 
 
-def bench_train(args):
+def _mean_step_seconds(model, batches, opt, warmup, bf16=False):
+    """Mean seconds of a training step (forward, backward, ``opt.step``) over
+    ``batches[warmup:]``; with ``bf16`` the forward runs under CPU bfloat16 autocast."""
     from detectron2.utils.events import EventStorage
 
+    times = []
+    with EventStorage(0):
+        for i, b in enumerate(batches):
+            t = time.perf_counter()
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                loss = sum(model(b).values())
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            if i >= warmup:
+                times.append(time.perf_counter() - t)
+    return sum(times) / len(times)
+
+
+def bench_train(args):
     from vis_d2.data.build import build_vis_train_loader
 
     rows = []
@@ -70,18 +87,9 @@ def bench_train(args):
         loader = iter(build_vis_train_loader(cfg))
         batches = [next(loader) for _ in range(args.iters + 2)]
         opt = torch.optim.SGD(model.parameters(), lr=1e-4, momentum=0.9)
-        with EventStorage(0):
-            times = []
-            for i, b in enumerate(batches):
-                t = time.perf_counter()
-                loss = sum(model(b).values())
-                opt.zero_grad()
-                loss.backward()
-                opt.step()
-                if i >= 2:  # two warm-up iterations
-                    times.append(time.perf_counter() - t)
+        sec = _mean_step_seconds(model, batches, opt, warmup=2)
         size = tuple(batches[-1][0]["image"].shape[1:])
-        rows.append((name, sum(times) / len(times), size))
+        rows.append((name, sec, size))
     base = rows[0][1]
     print(f"training, {args.batch} pairs/iter, {torch.get_num_threads()} threads, mean of {args.iters} iters")
     for name, s, size in rows:
@@ -255,8 +263,6 @@ def bench_bf16(args):
     two interleaved rounds."""
     import copy
 
-    from detectron2.utils.events import EventStorage
-
     from vis_d2.data.build import build_vis_train_loader
     from vis_d2.engine import VISTrainer
     from vis_d2.engine.trainer import cpu_has_bf16
@@ -272,18 +278,7 @@ def bench_bf16(args):
     for name, bf16 in [("float32", False), ("bfloat16 autocast", True)] * 2:
         model.load_state_dict(start)
         opt = VISTrainer.build_optimizer(cfg, model)
-        times = []
-        with EventStorage(0):
-            for i, b in enumerate(batches):
-                t = time.perf_counter()
-                with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-                    loss = sum(model(b).values())
-                opt.zero_grad()
-                loss.backward()
-                opt.step()
-                if i >= 3:  # three warm-up steps
-                    times.append(time.perf_counter() - t)
-        rows.setdefault(name, []).append(sum(times) / len(times))
+        rows.setdefault(name, []).append(_mean_step_seconds(model, batches, opt, 3, bf16))
     print(f"R18 demo training step, {cfg.SOLVER.IMS_PER_BATCH} pairs, {torch.get_num_threads()} threads, "
           f"mean of {args.iters} steps, best of two interleaved rounds; CPU bfloat16 "
           f"instructions: {cpu_has_bf16()}")
