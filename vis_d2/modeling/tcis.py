@@ -115,9 +115,12 @@ class TCIS(nn.Module):
         """F_corr = DeformConv(M, offsets): (R, C, S, S), (R, 2k^2, S, S) -> (R, C, S, S).
 
         In float32 under autocast: torchvision's CPU ``deform_conv2d`` has no bfloat16 kernel
-        and no autocast rule of its own (``SOLVER.CPU_BF16`` would fail here otherwise).
+        and no CPU autocast rule of its own (``SOLVER.CPU_BF16`` would fail here otherwise).
         """
-        with torch.autocast(masked_key_feats.device.type, enabled=False):
+        device = masked_key_feats.device.type
+        if not torch.is_autocast_enabled(device):
+            return self.deform_conv(masked_key_feats, offsets)
+        with torch.autocast(device, enabled=False):
             return self.deform_conv(masked_key_feats.float(), offsets.float())
 
     def forward(self, key_feats: torch.Tensor, ref_feats: torch.Tensor,
