@@ -173,7 +173,7 @@ def apply_time_budget(cfg, max_minutes):
     logger.warning(
         f"demo: {sec:.3f} s per step here: {cfg.SOLVER.MAX_ITER} iterations would take about "
         f"{est:.1f} min, over the {max_minutes:g}-minute budget; training {fitted.SOLVER.MAX_ITER} "
-        f"iterations with STEPS {tuple(fitted.SOLVER.STEPS)} (x{f:.2f}). Expect a lower AP than "
+        f"iterations with STEPS {tuple(fitted.SOLVER.STEPS)} (x{f:.3g}). Expect a lower AP than "
         "the full schedule's; --max-train-minutes 0 or SOLVER.MAX_ITER on the command line "
         "trains the config's schedule")
     os.makedirs(cfg.OUTPUT_DIR, exist_ok=True)
