@@ -93,12 +93,11 @@ def check_resumable(cfg, output_dir):
 
 # A whole run's mean step time over measure_step_seconds' median. Later steps carry more
 # foreground RoIs (the RPN has learned) and the trainer's hooks (weight EMA, logging) run each
-# step; but the measured steps already learn at the full LR, without warm-up. On 2 cores here
-# runs took 1.0-1.1x the median of a check made just before or at their start, at 0.26-0.35
-# s/iter as the shared machine's speed moved (docs/BENCHMARKS.md, round 8); 1.15 leaves a
-# margin. The budget catches machines that are much slower (no bfloat16, fewer or slower
-# cores), not a slowdown that starts after the check.
-LATER_STEPS_FACTOR = 1.15
+# step, where the measured steps start from fresh weights. On 2 cores here, three runs took
+# 1.05x, 1.25x and 1.49x the median of the check made at their start (0.34-0.35 s/iter; the
+# last while the shared machine slowed down during the run): docs/BENCHMARKS.md, round 8.
+# 1.3 keeps the first two within the budget. A slowdown that starts after the check is not caught.
+LATER_STEPS_FACTOR = 1.3
 SCHEDULE_FILE = "demo_schedule.json"
 
 
