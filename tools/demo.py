@@ -128,11 +128,17 @@ def measure_step_seconds(cfg, steps=30, warmup=10):
     return float(np.median(times))
 
 
+def estimated_train_minutes(cfg, seconds_per_step):
+    """Minutes that SOLVER.MAX_ITER steps of ``cfg`` train for at ``seconds_per_step`` (a
+    measure_step_seconds figure) x LATER_STEPS_FACTOR."""
+    return cfg.SOLVER.MAX_ITER * seconds_per_step * LATER_STEPS_FACTOR / 60.0
+
+
 def fit_schedule(cfg, seconds_per_step, max_minutes):
     """``cfg`` with SOLVER.MAX_ITER and SOLVER.STEPS scaled by one factor f <= 1 so that the run,
     at ``seconds_per_step`` x LATER_STEPS_FACTOR per step, trains in ``max_minutes``; ``cfg``
     itself where it already does. Returns (cfg, f)."""
-    need = cfg.SOLVER.MAX_ITER * seconds_per_step * LATER_STEPS_FACTOR / 60.0
+    need = estimated_train_minutes(cfg, seconds_per_step)
     if need <= max_minutes:
         return cfg, 1.0
     f = max_minutes / need
@@ -161,7 +167,7 @@ def apply_time_budget(cfg, max_minutes):
     a scaled schedule is written to OUTPUT_DIR/demo_schedule.json and logged."""
     sec = measure_step_seconds(cfg)
     fitted, f = fit_schedule(cfg, sec, max_minutes)
-    est = cfg.SOLVER.MAX_ITER * sec * LATER_STEPS_FACTOR / 60.0
+    est = estimated_train_minutes(cfg, sec)
     if f == 1.0:
         path = os.path.join(cfg.OUTPUT_DIR, SCHEDULE_FILE)
         if os.path.isfile(path):  # from an earlier attempt in this folder that never checkpointed
