@@ -1,4 +1,6 @@
 """Fixtures shared by the test modules."""
+import copy
+
 import pytest
 
 from detectron2.data import DatasetCatalog, MetadataCatalog
@@ -18,7 +20,8 @@ def data_root(tmp_path_factory):
 @pytest.fixture
 def restore_catalogs():
     """Snapshot and restore the catalogs, since register_all_ytvis(tmp root) replaces entries."""
-    saved_d, saved_m = dict(DatasetCatalog), dict(MetadataCatalog)
+    # Copies of the Metadata objects: a registration may set attributes on an existing one.
+    saved_d, saved_m = dict(DatasetCatalog), {k: copy.copy(v) for k, v in MetadataCatalog.items()}
     yield
     DatasetCatalog.clear()
     DatasetCatalog.update(saved_d)

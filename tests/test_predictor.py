@@ -99,3 +99,20 @@ def test_render_video_and_contact_sheet(tmp_path):
     assert img.shape == (40, 120, 3)
     with pytest.raises(ValueError, match="unsupported animation format"):
         render_video(frames, preds, str(tmp_path / "v.avi"))
+
+
+def test_predictor_names_classes_without_creating_catalog_entries():
+    from detectron2.data import DatasetCatalog, MetadataCatalog
+
+    name = "predictortest_unregistered"
+    cfg = get_vis_cfg("configs/synthvis/R18_demo.yaml", TINY)
+    cfg.DATASETS.TEST = (name,)
+    assert VISPredictor(cfg).class_names is None
+    assert name not in MetadataCatalog  # a later registration of `name` must not meet stale metadata
+    DatasetCatalog.register(name, lambda: [])
+    MetadataCatalog.get(name).set(thing_classes=["a", "b"])
+    try:
+        assert VISPredictor(cfg).class_names == ["a", "b"]
+    finally:
+        DatasetCatalog.remove(name)
+        MetadataCatalog.remove(name)

@@ -407,6 +407,11 @@ def test_register_all_synthvis_and_sub_splits(tmp_path, restore_catalogs):
     _write_json(root / "ytvis_2021/valid_sub.json", y21)
     (root / "ytvis_2019").mkdir()
     _write_json(root / "ytvis_2019/train_sub.json", y21)  # valid_sub missing: not registered
+    # Metadata left without a dataset (a removed registration, or MetadataCatalog.get asked about
+    # the name first) does not block the registration.
+    DatasetCatalog.pop("synthvis_val", None)
+    MetadataCatalog.pop("synthvis_val", None)
+    MetadataCatalog.get("synthvis_val").set(thing_classes=["a", "b", "c", "d"])
 
     names = builtin.register_all_ytvis(str(root))
     assert names[:8] == list(BUILTIN_VIDEO)

@@ -74,7 +74,9 @@ class VISPredictor:
         if self.input_format not in ("RGB", "BGR"):
             raise ValueError(f"INPUT.FORMAT must be RGB or BGR, got {self.input_format}")
         names = cfg.DATASETS.TEST or cfg.DATASETS.TRAIN
-        self.class_names = MetadataCatalog.get(names[0]).get("thing_classes", None) if names else None
+        # Only read: MetadataCatalog.get would create an empty entry for an unregistered name.
+        known = bool(names) and names[0] in MetadataCatalog
+        self.class_names = MetadataCatalog.get(names[0]).get("thing_classes", None) if known else None
         self.max_dets = cfg.MODEL.VIS.TRACKER.MAX_DETS_PER_FRAME
 
     @torch.no_grad()
