@@ -26,6 +26,8 @@ from vis_d2.data.build import (
     build_vis_test_loader,
     build_vis_train_loader,
     get_vis_train_dataset_dicts,
+    get_vis_train_sources,
+    source_repeat_factors,
 )
 from vis_d2.data.pseudo_pair_mapper import AffineTransform, PseudoPairDatasetMapper
 from vis_d2.data.video_pair_mapper import VideoPairDatasetMapper, uniform_frame_subset
@@ -572,6 +574,72 @@ def test_train_loader_mixes_video_and_image_pairs(tmp_path, registered, caplog):
     for item in batch:
         assert {"image", "instances", "ref_image", "ref_instances", "has_mask"} <= set(item)
         assert item["video_id"] in (7, 1)
+
+
+def test_later_training_sets_map_categories_by_name(tmp_path, registered, caplog):
+    record = write_video(str(tmp_path / "v"))  # its instances are of contiguous class 0
+    registered("vistest_names_videos", [record], evaluator_type="ytvis", thing_classes=["b", "a"])
+    (img,) = write_coco(tmp_path, name="img.json")
+    # Contiguous ids in the image set's own classes ["a", "b", "c"]: a, c, and a crowd "a".
+    img["annotations"] = [dict(a, category_id=c) for a, c in zip(img["annotations"], (0, 2, 0))]
+    only_c = dict(img, image_id=2, annotations=[dict(img["annotations"][1])])
+    registered("vistest_names_images", [img, only_c], thing_classes=["a", "b", "c"])
+    with caplog.at_level(logging.INFO, logger="vis_d2.data.build"):
+        videos, images = get_vis_train_sources(["vistest_names_videos", "vistest_names_images"])
+    assert videos == [record]  # the first set's classes are the model's: unchanged
+    assert [[a["category_id"] for a in d["annotations"]] for d in images] == [[1, 1]]
+    assert [a["iscrowd"] for a in images[0]["annotations"]] == [0, 1]
+    assert [a["category_id"] for a in img["annotations"]] == [0, 2, 0]  # the catalog's dicts kept
+    assert any("not trained as objects" in m and "c (2 instances)" in m for m in caplog.messages)
+    assert any("Removed 1 of 2 images of 'vistest_names_images'" in m for m in caplog.messages)
+
+    registered("vistest_names_other", [img], thing_classes=["x", "y", "z"])
+    with pytest.raises(ValueError, match="'vistest_names_other' and 'vistest_names_videos' share no"):
+        get_vis_train_sources(["vistest_names_videos", "vistest_names_other"])
+    registered("vistest_names_unnamed", [img])
+    with pytest.raises(ValueError, match="'vistest_names_unnamed' has no 'thing_classes'"):
+        get_vis_train_sources(["vistest_names_videos", "vistest_names_unnamed"])
+
+
+def test_source_weights_set_the_share_of_pairs(tmp_path, registered):
+    factors = source_repeat_factors([2, 6], [1.0, 1.0])
+    assert factors.tolist() == [3.0, 3.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0]
+    assert source_repeat_factors([4, 4], [3, 1]).tolist() == [3.0] * 4 + [1.0] * 4
+    with pytest.raises(ValueError, match="has 1 weights for 2 training sets"):
+        source_repeat_factors([2, 6], [1.0])
+    with pytest.raises(ValueError, match="must all be > 0"):
+        source_repeat_factors([2, 6], [1.0, 0.0])
+
+    record = write_video(str(tmp_path / "v"))
+    registered("vistest_share_videos", [record], evaluator_type="ytvis")
+    registered("vistest_share_images", write_coco(tmp_path, name="img.json") * 4)
+    cfg = make_cfg()
+    cfg.DATASETS.TRAIN = ("vistest_share_videos", "vistest_share_images")
+    cfg.SOLVER.IMS_PER_BATCH = 10
+    cfg.DATALOADER.ASPECT_RATIO_GROUPING = False
+    shares = {}
+    for weights in ([], [1.0, 1.0]):
+        cfg.DATALOADER.VIS.SOURCE_WEIGHTS = weights
+        it = iter(build_vis_train_loader(cfg))
+        pairs = [p for _ in range(20) for p in next(it)]
+        shares[len(weights)] = sum(not p["pseudo_ref"] for p in pairs) / len(pairs)
+    # 1 video among 5 records: 20% of the pairs by default, half of them with equal weights.
+    assert abs(shares[0] - 0.2) < 0.07 and abs(shares[2] - 0.5) < 0.09, shares
+
+    # The explicit (LazyConfig) form: one list of records per source.
+    sources = get_vis_train_sources(cfg.DATASETS.TRAIN)
+    loader = build_vis_train_loader(dataset=sources, source_weights=[3, 1],
+                                    mapper=PairDatasetMapper(cfg), total_batch_size=10,
+                                    aspect_ratio_grouping=False)
+    it = iter(loader)
+    pairs = [p for _ in range(20) for p in next(it)]
+    assert abs(sum(not p["pseudo_ref"] for p in pairs) / len(pairs) - 0.75) < 0.09
+    with pytest.raises(TypeError, match="one list of records per source"):
+        build_vis_train_loader(dataset=sources[1], source_weights=[1], mapper=PairDatasetMapper(cfg),
+                               total_batch_size=2)
+    cfg.DATALOADER.VIS.SOURCE_WEIGHTS = [1.0]
+    with pytest.raises(ValueError, match="has 1 weights for 2 training sets"):
+        build_vis_train_loader(cfg)
 
 
 def test_test_loader_honours_dataset_name(tmp_path, registered):

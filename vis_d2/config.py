@@ -128,6 +128,11 @@ def add_vis_config(cfg):
     _C.INPUT.VIS.COPY_PASTE.BANK_SIZE = 16
     _C.INPUT.VIS.COPY_PASTE.MIN_AREA = 16
 
+    _C.DATALOADER.VIS = CN()
+    # Share of the pairs drawn from each dataset of DATASETS.TRAIN (one weight per dataset, e.g.
+    # [1, 1] for as many video pairs as pseudo pairs); empty: every record equally often.
+    _C.DATALOADER.VIS.SOURCE_WEIGHTS = []
+
     # ---- evaluation ----------------------------------------------------------------------------
     _C.TEST.VIS = CN()
     # Save the best checkpoint by this metric of the periodic evaluation ("" disables).

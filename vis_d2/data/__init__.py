@@ -19,7 +19,9 @@ from .build import (
     build_vis_train_loader,
     get_dataset_dicts_by_name,
     get_vis_train_dataset_dicts,
+    get_vis_train_sources,
     is_video_dataset,
+    source_repeat_factors,
 )
 from .copy_paste import CopyPaste
 from .pseudo_pair_mapper import PseudoPairDatasetMapper
@@ -40,7 +42,9 @@ __all__ = [
     "build_vis_train_loader",
     "get_dataset_dicts_by_name",
     "get_vis_train_dataset_dicts",
+    "get_vis_train_sources",
     "is_video_dataset",
+    "source_repeat_factors",
     "PseudoPairDatasetMapper",
     "CopyPaste",
     "VideoPairDatasetMapper",

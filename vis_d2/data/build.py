@@ -17,6 +17,7 @@ import difflib
 import logging
 from typing import Callable, List, Optional, Sequence, Union
 
+import torch
 import torch.utils.data as torchdata
 
 from detectron2.config import configurable
@@ -26,7 +27,11 @@ from detectron2.data import (
     build_detection_test_loader,
     build_detection_train_loader,
 )
-from detectron2.data.samplers import InferenceSampler, TrainingSampler
+from detectron2.data.samplers import (
+    InferenceSampler,
+    RepeatFactorTrainingSampler,
+    TrainingSampler,
+)
 
 from .copy_paste import CopyPaste
 from .pair_utils import annotated_frame_indices
@@ -40,7 +45,9 @@ __all__ = [
     "verify_datasets",
     "get_dataset_dicts_by_name",
     "is_video_dataset",
+    "get_vis_train_sources",
     "get_vis_train_dataset_dicts",
+    "source_repeat_factors",
     "PairDatasetMapper",
     "build_vis_train_loader",
     "build_vis_test_loader",
@@ -117,23 +124,85 @@ def _has_annotated_instance(d: dict, is_video: bool) -> bool:
     return any(a.get("iscrowd", 0) == 0 for a in d.get("annotations", ()))
 
 
-def get_vis_train_dataset_dicts(names: Sequence[str]) -> List[dict]:
+def _annotation_lists(record: dict, is_video: bool) -> List[list]:
+    """The annotation lists of a record: one per frame of a video, the one list of an image."""
+    return list(record.get("annotations", ())) if is_video else [record.get("annotations", [])]
+
+
+def _map_categories_by_name(name: str, dicts: List[dict], is_video: bool,
+                            target_name: str, target_classes: Sequence[str]) -> List[dict]:
     """
-    Records of the training datasets ``names`` (video records and/or COCO image dicts), without
-    the videos/images that have no non-crowd instance (they cannot give a pair).
+    Copies of `name`'s records with each ``category_id`` (contiguous, in `name`'s own
+    ``thing_classes``) renumbered to the class of the same name in `target_classes`.
+    Instances of classes the target lacks are dropped: they stay in the pixels as background.
+
+    Raises:
+        ValueError naming both datasets when they share no class, or `name` has no
+        ``thing_classes``.
+    """
+    classes = MetadataCatalog.get(name).get("thing_classes", None)
+    if classes is None:
+        raise ValueError(f"training set '{name}' has no 'thing_classes' in its metadata, so its "
+                         f"categories cannot be matched to those of '{target_name}'")
+    if list(classes) == list(target_classes):
+        return dicts
+    index = {c: i for i, c in enumerate(target_classes)}
+    to_target = {i: index[c] for i, c in enumerate(classes) if c in index}
+    if not to_target:
+        raise ValueError(f"training sets '{name}' and '{target_name}' share no category "
+                         f"({list(classes)} vs {list(target_classes)})")
+    dropped = {}
+    out = []
+    for d in dicts:
+        lists = []
+        for annos in _annotation_lists(d, is_video):
+            kept = []
+            for a in annos:
+                c = a["category_id"]
+                if c in to_target:
+                    kept.append(dict(a, category_id=to_target[c]))
+                else:
+                    dropped[classes[c]] = dropped.get(classes[c], 0) + 1
+            lists.append(kept)
+        out.append(dict(d, annotations=lists if is_video else lists[0]))
+    if dropped:
+        logger.info(
+            f"'{name}': categories mapped by name onto those of '{target_name}'; not trained as "
+            f"objects (classes '{target_name}' lacks): "
+            + ", ".join(f"{c} ({n} instances)" for c, n in sorted(dropped.items()))
+        )
+    return out
+
+
+def get_vis_train_sources(names: Sequence[str]) -> List[List[dict]]:
+    """
+    The records of each training dataset of ``names`` (video records or COCO image dicts),
+    without the videos/images that have no non-crowd instance (they cannot give a pair).
+
+    The first dataset's ``thing_classes`` are the model's classes. A later dataset with other
+    classes has its categories mapped onto them by name, and its instances of classes the first
+    one lacks are dropped (e.g. the synthetic image set's extra shapes next to the video set).
+
+    Returns:
+        one list of records per name, in the order of ``names``.
 
     Raises:
         UnknownDatasetError for a name that is not registered;
-        ValueError "training set X has no annotated instance" when nothing of X is left.
+        ValueError "training set X has no annotated instance" when nothing of X is left, and
+        when a dataset shares no category with the first.
     """
     if isinstance(names, str):
         names = [names]
     if len(names) == 0:
         raise ValueError("DATASETS.TRAIN is empty")
-    all_dicts = []
-    for name in names:
+    sources = []
+    for i, name in enumerate(names):
         dicts = get_dataset_dicts_by_name(name)
         video = is_video_dataset(name, dicts)
+        if i == 0:
+            target_classes = MetadataCatalog.get(name).get("thing_classes", None)
+        elif target_classes is not None:
+            dicts = _map_categories_by_name(name, dicts, video, names[0], target_classes)
         kept = [d for d in dicts if _has_annotated_instance(d, video)]
         kind = "videos" if video else "images"
         if len(kept) < len(dicts):
@@ -147,8 +216,35 @@ def get_vis_train_dataset_dicts(names: Sequence[str]) -> List[dict]:
                 f"{kind} has a non-crowd annotation; is it a split without ground truth?)"
             )
         logger.info(f"Training on {len(kept)} {kind} of '{name}'.")
-        all_dicts.extend(kept)
-    return all_dicts
+        sources.append(kept)
+    return sources
+
+
+def get_vis_train_dataset_dicts(names: Sequence[str]) -> List[dict]:
+    """The records of :func:`get_vis_train_sources` (``names``) in one list."""
+    return [d for source in get_vis_train_sources(names) for d in source]
+
+
+def source_repeat_factors(sizes: Sequence[int], weights: Sequence[float]) -> torch.Tensor:
+    """
+    Per-record repeat factors for detectron2's ``RepeatFactorTrainingSampler`` that draw
+    source i (``sizes[i]`` consecutive records) with probability ``weights[i] / sum(weights)``.
+
+    The least-drawn record gets factor 1, so every record is seen at least once an epoch.
+
+    Returns:
+        float tensor (sum(sizes),).
+    """
+    if len(sizes) != len(weights):
+        raise ValueError(f"DATALOADER.VIS.SOURCE_WEIGHTS has {len(weights)} weights for "
+                         f"{len(sizes)} training sets")
+    if any(n <= 0 for n in sizes):
+        raise ValueError(f"every training source needs a record, got sizes {list(sizes)}")
+    if any(not w > 0 for w in weights):
+        raise ValueError(f"DATALOADER.VIS.SOURCE_WEIGHTS must all be > 0, got {list(weights)}")
+    per_record = [w / n for w, n in zip(weights, sizes)]
+    low = min(per_record)
+    return torch.cat([torch.full((n,), p / low) for p, n in zip(per_record, sizes)])
 
 
 class PairDatasetMapper:
@@ -197,7 +293,8 @@ class PairDatasetMapper:
 
 def _train_loader_from_config(cfg, mapper=None, sampler=None):
     """``build_vis_train_loader(cfg[, mapper, sampler])`` -> its explicit arguments."""
-    dicts = get_vis_train_dataset_dicts(cfg.DATASETS.TRAIN)
+    sources = get_vis_train_sources(cfg.DATASETS.TRAIN)
+    weights = list(cfg.DATALOADER.VIS.SOURCE_WEIGHTS)
     if mapper is None:
         mapper = PairDatasetMapper(cfg, True)
     if sampler is None and cfg.DATALOADER.SAMPLER_TRAIN != "TrainingSampler":
@@ -205,8 +302,16 @@ def _train_loader_from_config(cfg, mapper=None, sampler=None):
             f"DATALOADER.SAMPLER_TRAIN='{cfg.DATALOADER.SAMPLER_TRAIN}' is not supported by "
             "build_vis_train_loader; use 'TrainingSampler' or pass sampler="
         )
+    if weights:
+        if sampler is not None:
+            raise ValueError("DATALOADER.VIS.SOURCE_WEIGHTS and a sampler= argument exclude "
+                             "each other: the weights build the sampler")
+        logger.info("Pairs drawn from " + ", ".join(
+            f"'{n}' {w / sum(weights):.0%}" for n, w in zip(cfg.DATASETS.TRAIN, weights)))
     return {
-        "dataset": dicts,
+        # One list per source when the weights need to know which record is whose.
+        "dataset": sources if weights else [d for source in sources for d in source],
+        "source_weights": weights or None,
         "mapper": mapper,
         "sampler": sampler,
         "total_batch_size": cfg.SOLVER.IMS_PER_BATCH,
@@ -217,10 +322,11 @@ def _train_loader_from_config(cfg, mapper=None, sampler=None):
 
 @configurable(from_config=_train_loader_from_config)
 def build_vis_train_loader(
-    dataset: Sequence[dict],
+    dataset: Union[Sequence[dict], Sequence[Sequence[dict]]],
     *,
     mapper: Callable[[dict], dict],
     sampler: Optional[torchdata.Sampler] = None,
+    source_weights: Optional[Sequence[float]] = None,
     total_batch_size: int,
     aspect_ratio_grouping: bool = True,
     num_workers: int = 0,
@@ -231,17 +337,22 @@ def build_vis_train_loader(
     Two call forms (detectron2's ``@configurable``, as ``build_detection_train_loader``):
 
     * ``build_vis_train_loader(cfg, mapper=None, sampler=None)``: the records of
-      ``cfg.DATASETS.TRAIN`` (:func:`get_vis_train_dataset_dicts`), mapper
-      :class:`PairDatasetMapper` (cfg), batch ``cfg.SOLVER.IMS_PER_BATCH``, workers and aspect
-      ratio grouping from ``cfg.DATALOADER``;
+      ``cfg.DATASETS.TRAIN`` (:func:`get_vis_train_sources`), drawn by
+      ``cfg.DATALOADER.VIS.SOURCE_WEIGHTS`` if set, mapper :class:`PairDatasetMapper` (cfg),
+      batch ``cfg.SOLVER.IMS_PER_BATCH``, workers and aspect ratio grouping from
+      ``cfg.DATALOADER``;
     * explicit arguments (LazyConfig): ``build_vis_train_loader(dataset=records, mapper=...,
       total_batch_size=16, ...)``.
 
     Args:
-        dataset: training records (e.g. ``get_vis_train_dataset_dicts(names)``).
+        dataset: training records (e.g. ``get_vis_train_dataset_dicts(names)``), or with
+            `source_weights` one list of records per source (``get_vis_train_sources(names)``).
         mapper: maps one record to one pair (e.g. :class:`PairDatasetMapper`).
         sampler: indices into ``dataset``; default detectron2's infinite
-            :class:`TrainingSampler` (the hook for repeat-factor / multi-source sampling).
+            :class:`TrainingSampler`.
+        source_weights: the share of the pairs drawn from each source of `dataset` (detectron2's
+            ``RepeatFactorTrainingSampler`` with :func:`source_repeat_factors`); needs
+            ``sampler=None``.
         total_batch_size: pairs per iteration over all processes (the paper's batch of 16 is
             16 pairs).
         aspect_ratio_grouping, num_workers: as ``build_detection_train_loader``.
@@ -250,6 +361,15 @@ def build_vis_train_loader(
         an infinite iterable; each item is a list of ``total_batch_size / world size`` pair
         dicts.
     """
+    if source_weights:
+        if sampler is not None:
+            raise ValueError("build_vis_train_loader: source_weights and sampler exclude each other")
+        if any(isinstance(d, dict) for d in dataset):
+            raise TypeError("build_vis_train_loader: with source_weights, dataset must hold one "
+                            "list of records per source (get_vis_train_sources)")
+        sizes = [len(source) for source in dataset]
+        sampler = RepeatFactorTrainingSampler(source_repeat_factors(sizes, source_weights))
+        dataset = [d for source in dataset for d in source]
     if len(dataset) == 0:
         raise ValueError("build_vis_train_loader: the training dataset has no record")
     if sampler is None:
