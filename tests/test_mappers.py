@@ -594,8 +594,13 @@ def test_later_training_sets_map_categories_by_name(tmp_path, registered, caplog
     assert any("Removed 1 of 2 images of 'vistest_names_images'" in m for m in caplog.messages)
 
     registered("vistest_names_other", [img], thing_classes=["x", "y", "z"])
-    with pytest.raises(ValueError, match="'vistest_names_other' and 'vistest_names_videos' share no"):
+    message = "'vistest_names_other' and 'vistest_names_videos' share no"
+    with pytest.raises(ValueError, match=message):
         get_vis_train_sources(["vistest_names_videos", "vistest_names_other"])
+    bad_id = dict(img, annotations=[dict(img["annotations"][0], category_id=5)])
+    registered("vistest_names_bad_id", [bad_id], thing_classes=["a", "c"])
+    with pytest.raises(ValueError, match="'vistest_names_bad_id': category_id 5 is not an index"):
+        get_vis_train_sources(["vistest_names_videos", "vistest_names_bad_id"])
     registered("vistest_names_unnamed", [img])
     with pytest.raises(ValueError, match="'vistest_names_unnamed' has no 'thing_classes'"):
         get_vis_train_sources(["vistest_names_videos", "vistest_names_unnamed"])
@@ -635,8 +640,8 @@ def test_source_weights_set_the_share_of_pairs(tmp_path, registered):
     pairs = [p for _ in range(20) for p in next(it)]
     assert abs(sum(not p["pseudo_ref"] for p in pairs) / len(pairs) - 0.75) < 0.09
     with pytest.raises(TypeError, match="one list of records per source"):
-        build_vis_train_loader(dataset=sources[1], source_weights=[1], mapper=PairDatasetMapper(cfg),
-                               total_batch_size=2)
+        build_vis_train_loader(dataset=sources[1], source_weights=[1],
+                               mapper=PairDatasetMapper(cfg), total_batch_size=2)
     cfg.DATALOADER.VIS.SOURCE_WEIGHTS = [1.0]
     with pytest.raises(ValueError, match="has 1 weights for 2 training sets"):
         build_vis_train_loader(cfg)

@@ -161,8 +161,11 @@ def _map_categories_by_name(name: str, dicts: List[dict], is_video: bool,
                 c = a["category_id"]
                 if c in to_target:
                     kept.append(dict(a, category_id=to_target[c]))
-                else:
+                elif isinstance(c, int) and 0 <= c < len(classes):
                     dropped[classes[c]] = dropped.get(classes[c], 0) + 1
+                else:
+                    raise ValueError(f"training set '{name}': category_id {c!r} is not an index "
+                                     f"into its {len(classes)} thing_classes")
             lists.append(kept)
         out.append(dict(d, annotations=lists if is_video else lists[0]))
     if dropped:
@@ -363,7 +366,8 @@ def build_vis_train_loader(
     """
     if source_weights:
         if sampler is not None:
-            raise ValueError("build_vis_train_loader: source_weights and sampler exclude each other")
+            raise ValueError("build_vis_train_loader: source_weights and sampler exclude each "
+                             "other")
         if any(isinstance(d, dict) for d in dataset):
             raise TypeError("build_vis_train_loader: with source_weights, dataset must hold one "
                             "list of records per source (get_vis_train_sources)")

@@ -74,8 +74,8 @@ def _already_registered(name: str, metadata: dict) -> bool:
     """True if `name` is registered with exactly this metadata; otherwise drop any stale entry."""
     if name not in DatasetCatalog:
         # Metadata without a dataset: ``MetadataCatalog.get`` creates an entry for any name it is
-        # asked about (a predictor does so for DATASETS.TEST), and a later registration with other
-        # categories would fail detectron2's "cannot be set to a different value" check.
+        # asked about, registered or not, and a later registration with other categories would
+        # fail detectron2's "cannot be set to a different value" check.
         if name in MetadataCatalog:
             MetadataCatalog.remove(name)
         return False

@@ -75,8 +75,8 @@ class VISPredictor:
             raise ValueError(f"INPUT.FORMAT must be RGB or BGR, got {self.input_format}")
         names = cfg.DATASETS.TEST or cfg.DATASETS.TRAIN
         # Only read: MetadataCatalog.get would create an empty entry for an unregistered name.
-        known = bool(names) and names[0] in MetadataCatalog
-        self.class_names = MetadataCatalog.get(names[0]).get("thing_classes", None) if known else None
+        meta = MetadataCatalog.get(names[0]) if names and names[0] in MetadataCatalog else None
+        self.class_names = meta.get("thing_classes", None) if meta is not None else None
         self.max_dets = cfg.MODEL.VIS.TRACKER.MAX_DETS_PER_FRAME
 
     @torch.no_grad()
