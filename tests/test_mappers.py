@@ -642,6 +642,9 @@ def test_source_weights_set_the_share_of_pairs(tmp_path, registered):
     with pytest.raises(TypeError, match="one list of records per source"):
         build_vis_train_loader(dataset=sources[1], source_weights=[1],
                                mapper=PairDatasetMapper(cfg), total_batch_size=2)
+    cfg.DATALOADER.VIS.SOURCE_WEIGHTS = [1.0, 1.0]
+    with pytest.raises(ValueError, match=r"SOURCE_WEIGHTS\) and a sampler exclude each other"):
+        build_vis_train_loader(cfg, sampler=list(range(5)))
     cfg.DATALOADER.VIS.SOURCE_WEIGHTS = [1.0]
     with pytest.raises(ValueError, match="has 1 weights for 2 training sets"):
         build_vis_train_loader(cfg)

@@ -306,9 +306,6 @@ def _train_loader_from_config(cfg, mapper=None, sampler=None):
             "build_vis_train_loader; use 'TrainingSampler' or pass sampler="
         )
     if weights:
-        if sampler is not None:
-            raise ValueError("DATALOADER.VIS.SOURCE_WEIGHTS and a sampler= argument exclude "
-                             "each other: the weights build the sampler")
         logger.info("Pairs drawn from " + ", ".join(
             f"'{n}' {w / sum(weights):.0%}" for n, w in zip(cfg.DATASETS.TRAIN, weights)))
     return {
@@ -366,8 +363,9 @@ def build_vis_train_loader(
     """
     if source_weights:
         if sampler is not None:
-            raise ValueError("build_vis_train_loader: source_weights and sampler exclude each "
-                             "other")
+            raise ValueError("build_vis_train_loader: source_weights "
+                             "(DATALOADER.VIS.SOURCE_WEIGHTS) and a sampler exclude each other: "
+                             "the weights build the sampler")
         if any(isinstance(d, dict) for d in dataset):
             raise TypeError("build_vis_train_loader: with source_weights, dataset must hold one "
                             "list of records per source (get_vis_train_sources)")
