@@ -76,3 +76,26 @@ def test_measure_step_seconds_times_real_steps(data_root, tmp_path, restore_cata
     sec = demo.measure_step_seconds(cfg, steps=3, warmup=1)
     assert 0.0 < sec < 30.0
     assert not (tmp_path / "out").exists()  # a measurement writes nothing
+
+
+def test_demo_runs_guard_the_budget_during_training(tmp_path, monkeypatch):
+    """The demo sets SOLVER.MAX_TRAIN_MINUTES to its budget, on a fresh run and on a resume;
+    a SOLVER.MAX_ITER on the command line turns both parts of the budget off."""
+    demo = _demo_module()
+    monkeypatch.setattr(demo, "measure_step_seconds", lambda c: 1.0)  # 2800 steps: ~61 min
+    opts = ["MODEL.DEVICE", "cpu", "OUTPUT_DIR", str(tmp_path)]
+    cfg = get_vis_cfg(CONFIG, opts)
+    fresh = demo.schedule_for_run(cfg, opts, 14.5)
+    assert fresh.SOLVER.MAX_TRAIN_MINUTES == 14.5
+    assert abs(fresh.SOLVER.MAX_ITER - 14.5 * 60 / demo.LATER_STEPS_FACTOR) <= 1  # at 1 s a step
+    (tmp_path / "last_checkpoint").write_text("model_0000499.pth")
+    resumed = demo.schedule_for_run(cfg, opts, 14.5)
+    assert resumed.SOLVER.MAX_TRAIN_MINUTES == 14.5
+    assert resumed.SOLVER.MAX_ITER == fresh.SOLVER.MAX_ITER  # demo_schedule.json
+    fixed_opts = ["MODEL.DEVICE", "cpu", "OUTPUT_DIR", str(tmp_path / "fixed"), "SOLVER.MAX_ITER",
+                  "2800"]
+    fixed = demo.schedule_for_run(get_vis_cfg(CONFIG, fixed_opts), fixed_opts, 14.5)
+    assert fixed.SOLVER.MAX_TRAIN_MINUTES == 0.0 and fixed.SOLVER.MAX_ITER == 2800
+    own = opts + ["SOLVER.MAX_TRAIN_MINUTES", "30.0"]
+    assert demo.schedule_for_run(get_vis_cfg(CONFIG, own), own, 14.5).SOLVER.MAX_TRAIN_MINUTES == 30
+    assert demo.schedule_for_run(cfg, opts, 0).SOLVER.MAX_TRAIN_MINUTES == 0.0

@@ -14,7 +14,8 @@ Run from the repository root (datasets resolve against ./datasets, outputs go to
 The config provides ``model``, ``dataloader.{train,test,evaluator}``, ``optimizer``,
 ``lr_multiplier``, ``train`` and ``tracker`` (see ``configs/base.py``). Training runs detectron2's
 SimpleTrainer (AMPTrainer with ``train.amp.enabled`` on CUDA, bfloat16 autocast with
-``train.cpu_bf16`` on a CPU that has it) with atomic checkpoints; evaluation
+``train.cpu_bf16`` on a CPU that has it) with atomic checkpoints, within ``train.max_train_minutes``
+of wall time where that is > 0 (``vis_d2.engine.time_budget``); evaluation
 tracks every test video (``vis_d2.engine.video_inference.inference_on_videos`` with the
 ``tracker`` settings) and scores it with ``YTVISEvaluator``, which writes ``results.json`` under
 ``<train.output_dir>/inference/<test set>/``.
@@ -43,6 +44,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspa
 import vis_d2  # noqa: E402,F401  (registers datasets and model components)
 from vis_d2.engine.checkpoint import AtomicCheckpointer, check_weights_path  # noqa: E402
 from vis_d2.engine.ema import EMAHook, ModelEMA, eval_on_average  # noqa: E402
+from vis_d2.engine.time_budget import TrainingTimeBudget, run_training  # noqa: E402
 from vis_d2.engine.trainer import create_ddp_model, select_step_trainer  # noqa: E402
 from vis_d2.engine.video_inference import inference_on_videos  # noqa: E402
 
@@ -142,6 +144,9 @@ def do_train(args, cfg, device: str):
     main = comm.is_main_process()
     trainer.register_hooks([
         hooks.IterationTimer(),
+        # before the LR scheduler, EMA, checkpointer and evaluation: they read a lowered max_iter
+        TrainingTimeBudget(cfg.train.max_train_minutes)
+        if cfg.train.get("max_train_minutes", 0) > 0 else None,
         hooks.LRScheduler(scheduler=instantiate(cfg.lr_multiplier)),
         # before the checkpointer: model_final holds the averaged weights
         EMAHook(ema) if ema is not None else None,
@@ -158,7 +163,7 @@ def do_train(args, cfg, device: str):
 
     checkpointer.resume_or_load(cfg.train.init_checkpoint, resume=args.resume)
     start_iter = trainer.iter + 1 if args.resume and checkpointer.has_checkpoint() else 0
-    trainer.train(start_iter, cfg.train.max_iter)
+    run_training(trainer, start_iter, cfg.train.max_iter)  # ends early if the time budget says so
 
 
 def main(args):

@@ -9,7 +9,9 @@ What differs from DefaultTrainer:
 - optionally (``SOLVER.CPU_BF16``) CPU training runs its forward pass in bfloat16 autocast,
   where the CPU has bfloat16 instructions (:class:`CPUBFloat16Trainer`);
 - checkpoints are written atomically and the best model by ``TEST.VIS.BEST_METRIC`` is kept;
-- optionally (``SOLVER.EMA``) the weights are averaged over training (:mod:`vis_d2.engine.ema`).
+- optionally (``SOLVER.EMA``) the weights are averaged over training (:mod:`vis_d2.engine.ema`);
+- optionally (``SOLVER.MAX_TRAIN_MINUTES``) training ends within a wall-clock budget, on a
+  shortened schedule (:mod:`vis_d2.engine.time_budget`).
 """
 import logging
 import os
@@ -21,7 +23,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from detectron2.engine import AMPTrainer, DefaultTrainer, SimpleTrainer, hooks
 from detectron2.engine.train_loop import TrainerBase
-from detectron2.evaluation import print_csv_format
+from detectron2.evaluation import print_csv_format, verify_results
 from detectron2.solver.build import get_default_optimizer_params
 from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
@@ -31,6 +33,7 @@ from ..evaluation import YTVISEvaluator
 from .checkpoint import AtomicCheckpointer
 from .ema import EMAHook, ModelEMA, eval_on_average
 from .grad_clip import maybe_add_per_parameter_clipping
+from .time_budget import TrainingTimeBudget, run_training
 from .video_inference import inference_on_videos
 
 __all__ = ["VISTrainer", "CPUBFloat16Trainer", "cpu_has_bf16", "create_ddp_model",
@@ -145,6 +148,10 @@ class VISTrainer(DefaultTrainer):
 
     def build_hooks(self):
         ret = super().build_hooks()
+        if self.cfg.SOLVER.MAX_TRAIN_MINUTES > 0:
+            # Right after the IterationTimer: the LR scheduler, EMA, checkpointer and evaluation
+            # hooks after it must see a lowered max_iter in the same step.
+            ret.insert(1, TrainingTimeBudget(self.cfg.SOLVER.MAX_TRAIN_MINUTES))
         if self.ema is not None:
             # Before the checkpointer, so that model_final holds the averaged weights; periodic
             # evaluations run on the averaged weights too.
@@ -160,6 +167,15 @@ class VISTrainer(DefaultTrainer):
             ret.insert(eval_idx + 1, hooks.BestCheckpointer(
                 self.cfg.TEST.EVAL_PERIOD, self.checkpointer, metric, mode="max"))
         return ret
+
+    def train(self):
+        """DefaultTrainer.train on :func:`run_training`'s loop, which ends at ``self.max_iter`` as
+        the time budget may lower it during the run."""
+        run_training(self, self.start_iter, self.max_iter)
+        if len(self.cfg.TEST.EXPECTED_RESULTS) and comm.is_main_process():
+            assert hasattr(self, "_last_eval_results"), "No evaluation results obtained during training!"
+            verify_results(self.cfg, self._last_eval_results)
+            return self._last_eval_results
 
     @classmethod
     def build_optimizer(cls, cfg, model):

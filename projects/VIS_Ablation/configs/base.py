@@ -253,6 +253,7 @@ train = dict(
     max_iter=_MAX_ITER,
     amp=dict(enabled=False),
     cpu_bf16=True,  # SOLVER.CPU_BF16: bfloat16 autocast for CPU training, where the CPU has it
+    max_train_minutes=0.0,  # SOLVER.MAX_TRAIN_MINUTES: > 0 ends training within that wall time
     ddp=dict(broadcast_buffers=False, find_unused_parameters=False),
     checkpointer=dict(period=500, max_to_keep=100),
     # Clipping keeps from-scratch training stable (an unclipped SGD run at lr 0.02 diverged): each

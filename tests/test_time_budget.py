@@ -1,0 +1,169 @@
+"""The training time budget (vis_d2.engine.time_budget): a run that would overrun its wall-clock
+budget ends early, on a compressed LR schedule, with its final checkpoint; a resumed run keeps
+the shortened schedule and counts the time already spent. A fake clock advances a set number of
+seconds per step, so the numbers are exact."""
+import os
+
+import pytest
+import torch
+from fvcore.common.param_scheduler import MultiStepParamScheduler
+
+from detectron2.checkpoint import DetectionCheckpointer
+from detectron2.engine import SimpleTrainer, hooks
+from detectron2.solver import LRMultiplier
+
+from vis_d2.engine.time_budget import TrainingTimeBudget, run_training
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+BASE_LR = 0.1
+
+
+class FakeClock:
+    def __init__(self):
+        self.t = 0.0
+
+    def __call__(self):
+        return self.t
+
+
+class ToyModel(torch.nn.Module):
+    """A linear layer whose every forward pass takes ``seconds(step)`` on the fake clock."""
+
+    def __init__(self, clock, seconds):
+        super().__init__()
+        self.lin = torch.nn.Linear(3, 1)
+        self.clock, self.seconds, self.calls = clock, seconds, 0
+
+    def forward(self, x):
+        self.clock.t += self.seconds(self.calls)
+        self.calls += 1
+        return {"loss": (self.lin(x) ** 2).mean()}
+
+
+def _batches():
+    while True:
+        yield torch.ones(2, 3)
+
+
+def build(tmp_path, clock, seconds, *, minutes=1.0, max_iter=200, checkpoint_period=1000):
+    """A SimpleTrainer with detectron2's LRScheduler (milestones at 60% and 90% of max_iter),
+    the budget right after the IterationTimer, and a PeriodicCheckpointer into ``tmp_path``."""
+    model = ToyModel(clock, seconds)
+    opt = torch.optim.SGD(model.parameters(), lr=BASE_LR)
+    trainer = SimpleTrainer(model, _batches(), opt)
+    sched = LRMultiplier(opt, MultiStepParamScheduler(
+        [1.0, 0.1, 0.01], milestones=[int(0.6 * max_iter), int(0.9 * max_iter)],
+        num_updates=max_iter), max_iter=max_iter)
+    budget = TrainingTimeBudget(minutes, clock=clock)
+    ckpt = DetectionCheckpointer(model, str(tmp_path), trainer=trainer)
+    trainer.register_hooks([
+        hooks.IterationTimer(), budget, hooks.LRScheduler(scheduler=sched),
+        hooks.PeriodicCheckpointer(ckpt, checkpoint_period),
+    ])
+    return trainer, budget, sched, ckpt
+
+
+def test_overrunning_run_ends_within_budget_on_compressed_schedule(tmp_path):
+    clock = FakeClock()
+    trainer, budget, sched, _ = build(tmp_path, clock, lambda i: 1.0)  # 200 s of steps, 60 s budget
+    run_training(trainer, 0, 200)
+    # First check after the 20 warm-up steps + 10: 30 s spent, 1.05 s a step projected, so
+    # floor(30 / 1.05) = 28 more steps.
+    assert trainer.iter == trainer.max_iter == 58
+    assert clock.t == pytest.approx(58.0) and clock.t <= 60.0
+    assert sched._max_iter == 58
+    # Both LR drops came, at 60% and 90% of the shortened run.
+    assert opt_lr(trainer) == pytest.approx(BASE_LR * 0.01)
+    assert os.path.isfile(tmp_path / "model_final.pth")
+    state = torch.load(tmp_path / "model_final.pth", weights_only=False)["trainer"]["hooks"]
+    assert state["TrainingTimeBudget"] == {"elapsed_seconds": pytest.approx(58.0), "max_iter": 58}
+
+
+def opt_lr(trainer):
+    return trainer.optimizer.param_groups[0]["lr"]
+
+
+def test_fast_run_is_not_touched(tmp_path):
+    clock = FakeClock()
+    trainer, _, sched, _ = build(tmp_path, clock, lambda i: 0.25)  # 50 s of steps, 60 s budget
+    run_training(trainer, 0, 200)
+    assert trainer.iter == trainer.max_iter == 200 and sched._max_iter == 200
+    assert clock.t == pytest.approx(50.0)
+
+
+def test_slowdown_mid_run_is_caught(tmp_path):
+    clock = FakeClock()
+    # 0.1 s a step, then 2 s from step 100 on: 10 + 100 * 2 = 210 s without the budget.
+    trainer, _, _, _ = build(tmp_path, clock, lambda i: 0.1 if i < 100 else 2.0)
+    run_training(trainer, 0, 200)
+    # At step 110 the median of the last 10 steps is 2 s: 30 s spent, floor(30 / 2.1) = 14 more.
+    assert trainer.iter == 124
+    assert clock.t == pytest.approx(58.0) and clock.t <= 60.0
+
+
+def test_one_slow_step_is_not_a_pace(tmp_path):
+    clock = FakeClock()
+    # A 30 s step (an evaluation, say) in a run of 0.1 s steps: 49.9 s in all, within 60.
+    trainer, _, _, _ = build(tmp_path, clock, lambda i: 30.0 if i == 50 else 0.1)
+    run_training(trainer, 0, 200)
+    assert trainer.iter == 200
+
+
+def test_resumed_run_keeps_the_shortened_schedule_and_the_time_spent(tmp_path):
+    clock = FakeClock()
+    trainer, _, _, _ = build(tmp_path, clock, lambda i: 1.0, checkpoint_period=40)
+    run_training(trainer, 0, 200)
+    assert trainer.iter == 58
+    # Start over from the checkpoint after step 40 (iteration 39), as after a crash.
+    clock2 = FakeClock()
+    trainer2, budget2, sched2, ckpt2 = build(tmp_path, clock2, lambda i: 1.0)
+    ckpt2.load(str(tmp_path / "model_0000039.pth"))  # the model and the trainer state
+    assert trainer2.iter == 39
+    run_training(trainer2, trainer2.iter + 1, 200)
+    assert trainer2.iter == trainer2.max_iter == 58 and sched2._max_iter == 58
+    # 40 s before the checkpoint and 18 steps after it.
+    assert budget2.elapsed_seconds() == pytest.approx(58.0)
+    assert opt_lr(trainer2) == pytest.approx(BASE_LR * 0.01)
+
+
+def test_bad_budget_is_refused():
+    with pytest.raises(ValueError, match="MAX_TRAIN_MINUTES"):
+        TrainingTimeBudget(0.0)
+
+
+def test_vis_trainer_ends_within_solver_max_train_minutes(data_root, tmp_path, restore_catalogs):
+    """SOLVER.MAX_TRAIN_MINUTES puts the budget into VISTrainer's hooks; the run ends with the
+    averaged weights in model_final, its scheduler compressed."""
+    from detectron2.engine import HookBase
+
+    from vis_d2.config import get_vis_cfg
+    from vis_d2.data.builtin import register_all_ytvis
+    from vis_d2.engine import VISTrainer
+
+    from helpers import TINY_OPTS
+
+    register_all_ytvis(str(data_root))
+    cfg = get_vis_cfg(os.path.join(REPO, "configs/synthvis/R18_demo.yaml"), TINY_OPTS + [
+        "SOLVER.WARMUP_ITERS", "1", "SOLVER.STEPS", "(30,)", "SOLVER.MAX_ITER", "40",
+        "SOLVER.MAX_TRAIN_MINUTES", "0.5", "SOLVER.EMA.ENABLED", "True",
+        "SOLVER.CHECKPOINT_PERIOD", "1000", "DATASETS.TEST", "()", "OUTPUT_DIR", str(tmp_path)])
+    trainer = VISTrainer(cfg)
+    budget = next(h for h in trainer._hooks if isinstance(h, TrainingTimeBudget))
+    assert isinstance(trainer._hooks[0], hooks.IterationTimer) and trainer._hooks[1] is budget
+    clock = FakeClock()
+
+    class TwoSecondSteps(HookBase):  # every step takes 2 s on the fake clock
+        def after_step(self):
+            clock.t += 2.0
+
+    trainer.register_hooks([TwoSecondSteps()])
+    trainer._hooks.insert(0, trainer._hooks.pop())  # before the budget sees the step
+    budget._clock, budget.warmup_steps, budget.check_period = clock, 0, 2
+    trainer.train()
+    # After 2 steps: 4 s spent, 2.1 s a step projected, floor(26 / 2.1) = 12 more steps.
+    assert trainer.iter == trainer.max_iter == 14 and trainer.scheduler._max_iter == 14
+    assert clock.t == pytest.approx(28.0)
+    final = torch.load(tmp_path / "model_final.pth", weights_only=False)
+    assert final["iteration"] == 13 and int(final["model_ema"]["n_averaged"]) == 14
+    assert final["trainer"]["hooks"]["TrainingTimeBudget"]["max_iter"] == 14

@@ -1,0 +1,198 @@
+"""A wall-clock budget for training: end a run early, on a shortened schedule, where it would
+otherwise train for longer than ``SOLVER.MAX_TRAIN_MINUTES`` (``train.max_train_minutes`` in a
+LazyConfig).
+
+Why: a schedule sized for one machine can take twice as long on a slower or busier one, and the
+CPU demo promises to train within 15 minutes. A check before the run (``tools/demo.py``) sizes
+the schedule for the speed it measures then; this hook keeps the promise when the machine slows
+down during the run. Every ``check_period`` steps it projects the end of training from the
+steps' recent pace; where that falls past the budget, it lowers the last iteration to the one
+the pace reaches in time. The LR schedule (a detectron2 ``LRMultiplier``, which reads training
+progress as ``iteration / max_iter``) is compressed with it, so the LR drops still come, earlier;
+the final checkpoint, the EMA's final copy and the final evaluation follow ``trainer.max_iter``.
+The budget never lengthens a run.
+
+The decision is part of the trainer's checkpointed state (with the training seconds spent so
+far), so a resumed run keeps the shortened schedule and counts the time already spent. With
+several processes (DDP) the ranks take the smallest proposed end, so they stop together.
+
+Use :func:`run_training` instead of ``TrainerBase.train``: detectron2's loop fixes its bound
+when it starts, this one reads ``trainer.max_iter`` after every step.
+"""
+import logging
+import math
+import time
+from collections import deque
+from typing import Callable, Optional
+
+import numpy as np
+from fvcore.common.param_scheduler import ParamScheduler
+
+from detectron2.engine import hooks
+from detectron2.engine.train_loop import HookBase, TrainerBase
+from detectron2.solver import LRMultiplier
+from detectron2.utils import comm
+from detectron2.utils.events import CommonMetricPrinter, EventStorage
+
+__all__ = ["TrainingTimeBudget", "run_training"]
+
+logger = logging.getLogger(__name__)
+
+
+def run_training(trainer: TrainerBase, start_iter: int, max_iter: int) -> None:
+    """``TrainerBase.train(start_iter, max_iter)``, except that the loop ends when
+    ``trainer.iter`` reaches ``trainer.max_iter`` as it is after each step, so a hook (the
+    :class:`TrainingTimeBudget`) may end training earlier than ``max_iter``. As detectron2's
+    loop: the hooks' ``before_train``/``after_train`` run around it, ``trainer.iter`` equals
+    ``trainer.max_iter`` after a complete run, and an exception is logged and re-raised."""
+    trainer.iter = trainer.start_iter = start_iter
+    trainer.max_iter = max_iter
+    logging.getLogger("detectron2.engine.train_loop").info(
+        f"Starting training from iteration {start_iter}")
+    with EventStorage(start_iter) as trainer.storage:
+        try:
+            trainer.before_train()
+            # before_train may have lowered max_iter (a resumed run keeps its shortened schedule)
+            while trainer.iter < trainer.max_iter:
+                trainer.before_step()
+                trainer.run_step()
+                trainer.after_step()
+                trainer.iter += 1
+        except Exception:
+            logger.exception("Exception during training:")
+            raise
+        finally:
+            trainer.after_train()
+
+
+class TrainingTimeBudget(HookBase):
+    """End training within ``minutes`` of training time (see the module docstring).
+
+    Register it right after detectron2's ``IterationTimer``: before the LR scheduler, the EMA,
+    the checkpointer and the evaluation hooks, so that they all see a lowered ``max_iter`` in the
+    same step. Training time runs from ``before_train`` (model building and data registration
+    come before it) and does not include the evaluation after the last step.
+    """
+
+    def __init__(self, minutes: float, *, check_period: int = 10, warmup_steps: int = 20,
+                 window: int = 50, margin: float = 1.05,
+                 clock: Callable[[], float] = time.perf_counter):
+        """
+        Args:
+            minutes: the budget, > 0.
+            check_period: project the end every this many steps.
+            warmup_steps: the first steps of a (resumed) run are not used for the pace: they
+                are slow for reasons of their own (allocations, first reads).
+            window: the pace is the mean time of the last ``window`` steps (each capped at 3x
+                the median of the last 10: a checkpoint or a periodic evaluation is a one-off,
+                not a pace), or the median of the last 10 where that is higher (a machine that
+                slows down is caught within a few steps).
+            margin: projected step time = pace x margin; later steps of a detector cost a
+                little more than earlier ones (more foreground proposals).
+            clock: seconds, monotonic; for tests.
+        """
+        if not minutes > 0:
+            raise ValueError(f"SOLVER.MAX_TRAIN_MINUTES must be > 0 to set a budget, got {minutes}")
+        if check_period < 1 or window < 1 or warmup_steps < 0 or margin < 1.0:
+            raise ValueError("TrainingTimeBudget: check_period and window must be >= 1, "
+                             "warmup_steps >= 0 and margin >= 1")
+        self.budget_seconds = float(minutes) * 60.0
+        self.check_period = int(check_period)
+        self.warmup_steps = int(warmup_steps)
+        self.margin = float(margin)
+        self._clock = clock
+        self._durations = deque(maxlen=int(window))
+        self._spent_before = 0.0  # training seconds of earlier attempts (from a checkpoint)
+        self._cut_max_iter: Optional[int] = None  # the lowered last iteration + 1, if any
+        self._t0 = self._last = None
+        self._steps_seen = 0
+
+    # ---- state ---------------------------------------------------------------------------
+    def elapsed_seconds(self) -> float:
+        """Training seconds spent so far, earlier attempts of a resumed run included."""
+        if self._t0 is None:
+            return self._spent_before
+        return self._spent_before + (self._clock() - self._t0)
+
+    def state_dict(self):
+        return {"elapsed_seconds": self.elapsed_seconds(),
+                "max_iter": -1 if self._cut_max_iter is None else int(self._cut_max_iter)}
+
+    def load_state_dict(self, state_dict):
+        self._spent_before = float(state_dict.get("elapsed_seconds", 0.0))
+        cut = int(state_dict.get("max_iter", -1))
+        self._cut_max_iter = cut if cut > 0 else None
+
+    # ---- hook ----------------------------------------------------------------------------
+    def before_train(self):
+        self._t0 = self._last = self._clock()
+        self._durations.clear()
+        self._steps_seen = 0
+        if self._cut_max_iter is not None and self._cut_max_iter < self.trainer.max_iter:
+            logger.info(f"Time budget: resuming the shortened schedule of an earlier attempt "
+                        f"({self._cut_max_iter} iterations)")
+            self._set_max_iter(self._cut_max_iter)
+
+    def after_step(self):
+        now = self._clock()
+        self._steps_seen += 1
+        if self._steps_seen > self.warmup_steps:
+            self._durations.append(now - self._last)
+        self._last = now
+        done = self.trainer.iter + 1  # steps completed, this one included
+        if len(self._durations) == 0 or self._steps_seen % self.check_period != 0:
+            return
+        proposed = self.proposed_max_iter(done, self.elapsed_seconds())
+        if comm.get_world_size() > 1:  # every rank must stop at the same step
+            proposed = min(comm.all_gather(proposed))
+        if proposed < self.trainer.max_iter:
+            old = self.trainer.max_iter
+            self._cut_max_iter = proposed
+            self._set_max_iter(proposed)
+            logger.warning(
+                f"Time budget: at iteration {done}, {self.elapsed_seconds() / 60:.1f} of "
+                f"{self.budget_seconds / 60:g} minutes spent at {self.pace():.3f} s/iter; "
+                f"training ends at iteration {proposed} instead of {old}, with the LR "
+                "schedule compressed to match")
+
+    def pace(self) -> float:
+        """Seconds per step from here on: max(median of the last 10 steps, mean of the window
+        with each step capped at 3x that median)."""
+        d = np.asarray(self._durations, dtype=np.float64)
+        recent = float(np.median(d[-10:]))
+        return max(recent, float(np.minimum(d, 3.0 * recent).mean()))
+
+    def proposed_max_iter(self, done: int, elapsed: float) -> int:
+        """The last iteration (+1) that ``done`` steps after ``elapsed`` seconds reach within the
+        budget at pace x margin per further step: ``trainer.max_iter`` where it already fits,
+        else lower (``done`` itself when the budget is spent). Never above ``trainer.max_iter``."""
+        max_iter = self.trainer.max_iter
+        step = self.pace() * self.margin
+        if elapsed + (max_iter - done) * step <= self.budget_seconds:
+            return max_iter
+        fit = math.floor(max(self.budget_seconds - elapsed, 0.0) / step) if step > 0 else 0
+        return int(min(max_iter, done + fit))
+
+    def _set_max_iter(self, max_iter: int) -> None:
+        """Lower the trainer's last iteration and what reads it: the LR schedule, the periodic
+        checkpointer (``model_final``) and the metric printer's ETA."""
+        self.trainer.max_iter = max_iter
+        for h in self.trainer._hooks:
+            if isinstance(h, hooks.LRScheduler):
+                sched = h._scheduler or getattr(self.trainer, "scheduler", None)
+                if isinstance(sched, ParamScheduler):
+                    # The LazyConfig loop's hook has yet to run its before_train, which builds
+                    # the LRMultiplier from trainer.max_iter: nothing to change here.
+                    continue
+                if isinstance(sched, LRMultiplier):
+                    # progress = iteration / _max_iter: a smaller bound compresses the schedule
+                    sched._max_iter = max_iter
+                elif sched is not None:
+                    logger.warning(f"Time budget: the LR scheduler {type(sched).__name__} is not "
+                                   "an LRMultiplier; its schedule is not shortened")
+            elif isinstance(h, hooks.PeriodicCheckpointer):
+                h.max_iter = max_iter  # it saves model_final at max_iter - 1
+            elif isinstance(h, hooks.PeriodicWriter):
+                for w in h._writers:
+                    if isinstance(w, CommonMetricPrinter):
+                        w._max_iter = max_iter  # the ETA in the log lines
