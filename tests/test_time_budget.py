@@ -2,6 +2,7 @@
 budget ends early, on a compressed LR schedule, with its final checkpoint; a resumed run keeps
 the shortened schedule and counts the time already spent. A fake clock advances a set number of
 seconds per step, so the numbers are exact."""
+import collections
 import os
 
 import pytest
@@ -66,18 +67,19 @@ def build(tmp_path, clock, seconds, *, minutes=1.0, max_iter=200, checkpoint_per
 
 def test_overrunning_run_ends_within_budget_on_compressed_schedule(tmp_path):
     clock = FakeClock()
-    trainer, budget, sched, _ = build(tmp_path, clock, lambda i: 1.0)  # 200 s of steps, 60 s budget
-    run_training(trainer, 0, 200)
-    # First check after the 20 warm-up steps + 10: 30 s spent, 1.05 s a step projected, so
-    # floor(30 / 1.05) = 28 more steps.
-    assert trainer.iter == trainer.max_iter == 58
-    assert clock.t == pytest.approx(58.0) and clock.t <= 60.0
-    assert sched._max_iter == 58
+    # 400 s of steps, a 180 s budget
+    trainer, budget, sched, _ = build(tmp_path, clock, lambda i: 1.0, minutes=3.0, max_iter=400)
+    run_training(trainer, 0, 400)
+    # First decision after the 50 warm-up steps and half a window (25) more, at the check of
+    # step 80: 80 s spent, 320 steps would take 320 s; room for floor(100 / 1.05) = 95 more.
+    assert trainer.iter == trainer.max_iter == 175
+    assert clock.t == pytest.approx(175.0) and clock.t <= 180.0
+    assert sched._max_iter == 175
     # Both LR drops came, at 60% and 90% of the shortened run.
     assert opt_lr(trainer) == pytest.approx(BASE_LR * 0.01)
     assert os.path.isfile(tmp_path / "model_final.pth")
     state = torch.load(tmp_path / "model_final.pth", weights_only=False)["trainer"]["hooks"]
-    assert state["TrainingTimeBudget"] == {"elapsed_seconds": pytest.approx(58.0), "max_iter": 58}
+    assert state["TrainingTimeBudget"] == {"elapsed_seconds": pytest.approx(175.0), "max_iter": 175}
 
 
 def opt_lr(trainer):
@@ -86,44 +88,48 @@ def opt_lr(trainer):
 
 def test_fast_run_is_not_touched(tmp_path):
     clock = FakeClock()
-    trainer, _, sched, _ = build(tmp_path, clock, lambda i: 0.25)  # 50 s of steps, 60 s budget
-    run_training(trainer, 0, 200)
-    assert trainer.iter == trainer.max_iter == 200 and sched._max_iter == 200
-    assert clock.t == pytest.approx(50.0)
+    trainer, _, sched, _ = build(tmp_path, clock, lambda i: 0.25, minutes=3.0, max_iter=400)
+    run_training(trainer, 0, 400)  # 100 s of steps
+    assert trainer.iter == trainer.max_iter == 400 and sched._max_iter == 400
+    assert clock.t == pytest.approx(100.0)
 
 
 def test_slowdown_mid_run_is_caught(tmp_path):
     clock = FakeClock()
-    # 0.1 s a step, then 2 s from step 100 on: 10 + 100 * 2 = 210 s without the budget.
-    trainer, _, _, _ = build(tmp_path, clock, lambda i: 0.1 if i < 100 else 2.0)
-    run_training(trainer, 0, 200)
-    # At step 110 the median of the last 10 steps is 2 s: 30 s spent, floor(30 / 2.1) = 14 more.
-    assert trainer.iter == 124
-    assert clock.t == pytest.approx(58.0) and clock.t <= 60.0
+    # 0.3 s a step, then 0.6 s from step 200 on: 60 + 200 * 0.6 = 180 s without the budget.
+    trainer, _, _, _ = build(tmp_path, clock, lambda i: 0.3 if i < 200 else 0.6,
+                             minutes=2.5, max_iter=400)
+    run_training(trainer, 0, 400)
+    assert 200 < trainer.iter < 400
+    # Within the 150 s, and not much earlier than it needed to stop.
+    assert 0.95 * 150.0 <= clock.t <= 150.0
 
 
 def test_one_slow_step_is_not_a_pace(tmp_path):
     clock = FakeClock()
-    # A 30 s step (an evaluation, say) in a run of 0.1 s steps: 49.9 s in all, within 60.
-    trainer, _, _, _ = build(tmp_path, clock, lambda i: 30.0 if i == 50 else 0.1)
-    run_training(trainer, 0, 200)
-    assert trainer.iter == 200
+    # A 30 s step (an evaluation, say) in a run of 0.1 s steps: 69.9 s in all, within 180.
+    trainer, _, _, _ = build(tmp_path, clock, lambda i: 30.0 if i == 100 else 0.1,
+                             minutes=3.0, max_iter=400)
+    run_training(trainer, 0, 400)
+    assert trainer.iter == 400
 
 
 def test_resumed_run_keeps_the_shortened_schedule_and_the_time_spent(tmp_path):
     clock = FakeClock()
-    trainer, _, _, _ = build(tmp_path, clock, lambda i: 1.0, checkpoint_period=40)
-    run_training(trainer, 0, 200)
-    assert trainer.iter == 58
-    # Start over from the checkpoint after step 40 (iteration 39), as after a crash.
+    trainer, _, _, _ = build(tmp_path, clock, lambda i: 1.0, minutes=3.0, max_iter=400,
+                             checkpoint_period=100)
+    run_training(trainer, 0, 400)
+    assert trainer.iter == 175
+    # Start over from the checkpoint after step 100 (iteration 99), as after a crash.
     clock2 = FakeClock()
-    trainer2, budget2, sched2, ckpt2 = build(tmp_path, clock2, lambda i: 1.0)
-    ckpt2.load(str(tmp_path / "model_0000039.pth"))  # the model and the trainer state
-    assert trainer2.iter == 39
-    run_training(trainer2, trainer2.iter + 1, 200)
-    assert trainer2.iter == trainer2.max_iter == 58 and sched2._max_iter == 58
-    # 40 s before the checkpoint and 18 steps after it.
-    assert budget2.elapsed_seconds() == pytest.approx(58.0)
+    trainer2, budget2, sched2, ckpt2 = build(tmp_path, clock2, lambda i: 1.0, minutes=3.0,
+                                             max_iter=400)
+    ckpt2.load(str(tmp_path / "model_0000099.pth"))  # the model and the trainer state
+    assert trainer2.iter == 99
+    run_training(trainer2, trainer2.iter + 1, 400)
+    assert trainer2.iter == trainer2.max_iter == 175 and sched2._max_iter == 175
+    # 100 s before the checkpoint and 75 steps after it.
+    assert budget2.elapsed_seconds() == pytest.approx(175.0)
     assert opt_lr(trainer2) == pytest.approx(BASE_LR * 0.01)
 
 
@@ -160,6 +166,7 @@ def test_vis_trainer_ends_within_solver_max_train_minutes(data_root, tmp_path, r
     trainer.register_hooks([TwoSecondSteps()])
     trainer._hooks.insert(0, trainer._hooks.pop())  # before the budget sees the step
     budget._clock, budget.warmup_steps, budget.check_period = clock, 0, 2
+    budget._durations = collections.deque(maxlen=4)  # decisions from the 2nd step on
     trainer.train()
     # After 2 steps: 4 s spent, 2.1 s a step projected, floor(26 / 2.1) = 12 more steps.
     assert trainer.iter == trainer.max_iter == 14 and trainer.scheduler._max_iter == 14

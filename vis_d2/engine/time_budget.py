@@ -7,7 +7,8 @@ CPU demo promises to train within 15 minutes. A check before the run (``tools/de
 the schedule for the speed it measures then; this hook keeps the promise when the machine slows
 down during the run. Every ``check_period`` steps it projects the end of training from the
 steps' recent pace; where that falls past the budget, it lowers the last iteration to the one
-the pace reaches in time. The LR schedule (a detectron2 ``LRMultiplier``, which reads training
+the pace reaches with a margin to spare (so that the noise of the pace does not trigger a cut
+after every check: cuts are never undone). The LR schedule (a detectron2 ``LRMultiplier``, which reads training
 progress as ``iteration / max_iter``) is compressed with it, so the LR drops still come, earlier;
 the final checkpoint, the EMA's final copy and the final evaluation follow ``trainer.max_iter``.
 The budget never lengthens a run.
@@ -74,7 +75,7 @@ class TrainingTimeBudget(HookBase):
     come before it) and does not include the evaluation after the last step.
     """
 
-    def __init__(self, minutes: float, *, check_period: int = 10, warmup_steps: int = 20,
+    def __init__(self, minutes: float, *, check_period: int = 10, warmup_steps: int = 50,
                  window: int = 50, margin: float = 1.05,
                  clock: Callable[[], float] = time.perf_counter):
         """
@@ -83,12 +84,12 @@ class TrainingTimeBudget(HookBase):
             check_period: project the end every this many steps.
             warmup_steps: the first steps of a (resumed) run are not used for the pace: they
                 are slow for reasons of their own (allocations, first reads).
-            window: the pace is the mean time of the last ``window`` steps (each capped at 3x
-                the median of the last 10: a checkpoint or a periodic evaluation is a one-off,
-                not a pace), or the median of the last 10 where that is higher (a machine that
-                slows down is caught within a few steps).
-            margin: projected step time = pace x margin; later steps of a detector cost a
-                little more than earlier ones (more foreground proposals).
+            window: the pace is the mean time of the last ``window`` steps, each capped at 3x
+                their median (a checkpoint or a periodic evaluation is a one-off, not a pace).
+                No decision is taken before ``window // 2`` steps after the warm-up are in.
+            margin: a cut leaves room for steps ``margin`` x the pace: later steps of a detector
+                cost a little more than earlier ones (more foreground proposals), and the pace
+                is a noisy estimate.
             clock: seconds, monotonic; for tests.
         """
         if not minutes > 0:
@@ -140,7 +141,8 @@ class TrainingTimeBudget(HookBase):
             self._durations.append(now - self._last)
         self._last = now
         done = self.trainer.iter + 1  # steps completed, this one included
-        if len(self._durations) == 0 or self._steps_seen % self.check_period != 0:
+        if (len(self._durations) < max(1, self._durations.maxlen // 2)
+                or self._steps_seen % self.check_period != 0):
             return
         proposed = self.proposed_max_iter(done, self.elapsed_seconds())
         if comm.get_world_size() > 1:  # every rank must stop at the same step
@@ -156,20 +158,19 @@ class TrainingTimeBudget(HookBase):
                 "schedule compressed to match")
 
     def pace(self) -> float:
-        """Seconds per step from here on: max(median of the last 10 steps, mean of the window
-        with each step capped at 3x that median)."""
+        """Mean seconds of the steps in the window, each capped at 3x their median."""
         d = np.asarray(self._durations, dtype=np.float64)
-        recent = float(np.median(d[-10:]))
-        return max(recent, float(np.minimum(d, 3.0 * recent).mean()))
+        return float(np.minimum(d, 3.0 * np.median(d)).mean())
 
     def proposed_max_iter(self, done: int, elapsed: float) -> int:
-        """The last iteration (+1) that ``done`` steps after ``elapsed`` seconds reach within the
-        budget at pace x margin per further step: ``trainer.max_iter`` where it already fits,
-        else lower (``done`` itself when the budget is spent). Never above ``trainer.max_iter``."""
+        """``trainer.max_iter`` where ``done`` steps after ``elapsed`` seconds, the rest at the
+        pace, end within the budget; else the last iteration (+1) reached within it at pace x
+        margin per further step (``done`` itself when the budget is spent)."""
         max_iter = self.trainer.max_iter
-        step = self.pace() * self.margin
-        if elapsed + (max_iter - done) * step <= self.budget_seconds:
+        pace = self.pace()
+        if elapsed + (max_iter - done) * pace <= self.budget_seconds:
             return max_iter
+        step = pace * self.margin
         fit = math.floor(max(self.budget_seconds - elapsed, 0.0) / step) if step > 0 else 0
         return int(min(max_iter, done + fit))
 
