@@ -127,6 +127,12 @@ def add_vis_config(cfg):
     _C.INPUT.VIS.COPY_PASTE.MAX_OBJECTS = 3
     _C.INPUT.VIS.COPY_PASTE.BANK_SIZE = 16
     _C.INPUT.VIS.COPY_PASTE.MIN_AREA = 16
+    # Per-object recolouring (vis_d2.data.instance_recolor), after copy-paste: each object, with
+    # probability PROB, gets its own channel order and an intensity gain in GAIN, in both frames.
+    _C.INPUT.VIS.INSTANCE_RECOLOR = CN()
+    _C.INPUT.VIS.INSTANCE_RECOLOR.ENABLED = False
+    _C.INPUT.VIS.INSTANCE_RECOLOR.PROB = 0.5
+    _C.INPUT.VIS.INSTANCE_RECOLOR.GAIN = [1.0, 1.0]
 
     _C.DATALOADER.VIS = CN()
     # Share of the pairs drawn from each dataset of DATASETS.TRAIN (one weight per dataset, e.g.

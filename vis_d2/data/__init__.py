@@ -24,6 +24,7 @@ from .build import (
     source_repeat_factors,
 )
 from .copy_paste import CopyPaste
+from .instance_recolor import InstanceRecolor
 from .pseudo_pair_mapper import PseudoPairDatasetMapper
 from .video_pair_mapper import VideoPairDatasetMapper
 from .video_test_mapper import LazyVideoFrames, VideoTestDatasetMapper
@@ -47,6 +48,7 @@ __all__ = [
     "source_repeat_factors",
     "PseudoPairDatasetMapper",
     "CopyPaste",
+    "InstanceRecolor",
     "VideoPairDatasetMapper",
     "LazyVideoFrames",
     "VideoTestDatasetMapper",

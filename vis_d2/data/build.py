@@ -34,6 +34,7 @@ from detectron2.data.samplers import (
 )
 
 from .copy_paste import CopyPaste
+from .instance_recolor import InstanceRecolor
 from .pair_utils import annotated_frame_indices
 from .pseudo_pair_mapper import PseudoPairDatasetMapper
 from .video_pair_mapper import VideoPairDatasetMapper
@@ -263,16 +264,21 @@ class PairDatasetMapper:
         video_mapper: Callable[[dict], dict],
         image_mapper: Callable[[dict], dict],
         copy_paste: Optional[Callable[[dict], dict]] = None,
+        recolor: Optional[Callable[[dict], dict]] = None,
     ):
         """
         Args:
             video_mapper, image_mapper: map a video record / an image dict to a pair.
             copy_paste: optional pair -> pair augmentation applied to every mapped pair
                 (:class:`~vis_d2.data.copy_paste.CopyPaste`, ``INPUT.VIS.COPY_PASTE``).
+            recolor: optional pair -> pair augmentation applied after it
+                (:class:`~vis_d2.data.instance_recolor.InstanceRecolor`,
+                ``INPUT.VIS.INSTANCE_RECOLOR``), so pasted objects are recoloured too.
         """
         self.video_mapper = video_mapper
         self.image_mapper = image_mapper
         self.copy_paste = copy_paste
+        self.recolor = recolor
 
     @classmethod
     def from_config(cls, cfg, is_train: bool = True):
@@ -280,6 +286,7 @@ class PairDatasetMapper:
             "video_mapper": VideoPairDatasetMapper(cfg, is_train),
             "image_mapper": PseudoPairDatasetMapper(cfg, is_train),
             "copy_paste": CopyPaste(cfg) if cfg.INPUT.VIS.COPY_PASTE.ENABLED else None,
+            "recolor": InstanceRecolor(cfg) if cfg.INPUT.VIS.INSTANCE_RECOLOR.ENABLED else None,
         }
 
     @staticmethod
@@ -291,7 +298,9 @@ class PairDatasetMapper:
             pair = self.video_mapper(dataset_dict)
         else:
             pair = self.image_mapper(dataset_dict)
-        return pair if self.copy_paste is None else self.copy_paste(pair)
+        if self.copy_paste is not None:
+            pair = self.copy_paste(pair)
+        return pair if self.recolor is None else self.recolor(pair)
 
 
 def _train_loader_from_config(cfg, mapper=None, sampler=None):

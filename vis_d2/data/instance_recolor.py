@@ -1,0 +1,97 @@
+"""Per-object recolouring of training pairs: each object's pixels get a colour transform of
+their own, the same in both frames of the pair.
+
+Why: the synthetic classes are shapes, and the objects' colours and textures are random, but
+with 80 training videos (about 200 objects) a model can still tie a class to the colours of the
+few objects it saw with it: trained longer, it gains far more on its training videos than on
+unseen ones (docs/BENCHMARKS.md, rounds 7-9). The frame-level colour augmentations
+(``INPUT.VIS.CHANNEL_PERMUTATION_PROB``, brightness, contrast) change every object of a frame
+alike; this one changes each object on its own, so one frame shows objects in combinations of
+colours no training video has. An object keeps its new colours across the pair, so the track
+head still learns to follow it by its appearance.
+
+Only the object's visible pixels (its ground-truth mask in that frame, after copy-paste) change;
+boxes, masks and ids are kept.
+"""
+from typing import Dict, Optional
+
+import numpy as np
+import torch
+
+from detectron2.config import configurable
+from detectron2.structures import BitMasks
+
+__all__ = ["InstanceRecolor"]
+
+# The five orders of (0, 1, 2) other than the identity.
+_PERMUTATIONS = [(0, 2, 1), (1, 0, 2), (1, 2, 0), (2, 0, 1), (2, 1, 0)]
+
+
+class InstanceRecolor:
+    """``__call__(pair) -> pair`` on the pair mappers' dicts ("image", "ref_image": uint8
+    (3, H, W); "instances", "ref_instances": Instances with gt_track_ids and BitMasks gt_masks).
+
+    Each object (track id) of the pair, with probability ``prob``, gets one of the five
+    non-identity channel orders and an intensity gain drawn from ``gain`` (uniform), applied to
+    its mask's pixels in both frames. A pair without masks is returned as it is.
+    """
+
+    @configurable
+    def __init__(self, *, prob: float = 0.5, gain=(1.0, 1.0), seed: Optional[int] = None):
+        """
+        Args:
+            prob: probability that an object is recoloured.
+            gain: [low, high] range of the intensity factor of a recoloured object (0 < low).
+            seed: seeds this object's random generator (None: drawn from numpy's global state
+                on first use, which detectron2 seeds per data-loader worker).
+        """
+        if not 0.0 <= prob <= 1.0:
+            raise ValueError(f"INPUT.VIS.INSTANCE_RECOLOR.PROB must be in [0, 1], got {prob}")
+        if len(gain) != 2 or not 0.0 < float(gain[0]) <= float(gain[1]):
+            raise ValueError("INPUT.VIS.INSTANCE_RECOLOR.GAIN must be [low, high] with "
+                             f"0 < low <= high, got {list(gain)}")
+        self.prob = float(prob)
+        self.gain = (float(gain[0]), float(gain[1]))
+        self._seed = seed
+        self._generator: Optional[np.random.Generator] = None
+
+    @classmethod
+    def from_config(cls, cfg):
+        c = cfg.INPUT.VIS.INSTANCE_RECOLOR
+        return {"prob": c.PROB, "gain": tuple(c.GAIN)}
+
+    @property
+    def _rng(self) -> np.random.Generator:
+        if self._generator is None:
+            seed = self._seed if self._seed is not None else int(np.random.randint(2**31))
+            self._generator = np.random.default_rng(seed)
+        return self._generator
+
+    def __call__(self, pair: Dict) -> Dict:
+        key, ref = pair["instances"], pair["ref_instances"]
+        if not pair.get("has_mask", True) or not all(
+                inst.has("gt_masks") and isinstance(inst.gt_masks, BitMasks) for inst in (key, ref)):
+            return pair
+        if pair["image"].shape[0] != 3:
+            raise ValueError(f"InstanceRecolor needs 3-channel images, got {tuple(pair['image'].shape)}")
+        ids = sorted(set(key.gt_track_ids.tolist()) | set(ref.gt_track_ids.tolist()))
+        changes = {}
+        for tid in ids:
+            if self._rng.random() < self.prob:
+                order = _PERMUTATIONS[int(self._rng.integers(len(_PERMUTATIONS)))]
+                changes[tid] = (list(order), float(self._rng.uniform(*self.gain)))
+        if not changes:
+            return pair
+        out = dict(pair)
+        for img_key, inst in (("image", key), ("ref_image", ref)):
+            image = pair[img_key].clone()
+            for k, tid in enumerate(inst.gt_track_ids.tolist()):
+                if tid not in changes:
+                    continue
+                order, gain = changes[tid]
+                m = inst.gt_masks.tensor[k]
+                pix = image[:, m]  # (3, P): the visible pixels of this object
+                new = pix[order].float() * gain
+                image[:, m] = new.round_().clamp_(0, 255).to(image.dtype)
+            out[img_key] = image
+        return out
