@@ -71,15 +71,17 @@ def test_overrunning_run_ends_within_budget_on_compressed_schedule(tmp_path):
     trainer, budget, sched, _ = build(tmp_path, clock, lambda i: 1.0, minutes=3.0, max_iter=400)
     run_training(trainer, 0, 400)
     # First decision after the 50 warm-up steps and half a window (25) more, at the check of
-    # step 80: 80 s spent, 320 steps would take 320 s; room for floor(100 / 1.05) = 95 more.
-    assert trainer.iter == trainer.max_iter == 175
-    assert clock.t == pytest.approx(175.0) and clock.t <= 180.0
-    assert sched._max_iter == 175
+    # step 80: 80 s spent, 320 steps would take 320 s; room for floor(100 / 1.05) = 95 more,
+    # so 175. As the pace holds, later checks give back what the margin no longer needs while
+    # the LR stays as it is: 176 at step 100 (100 + floor(80 / 1.05)), ..., 179 at step 170.
+    assert trainer.iter == trainer.max_iter == 179
+    assert clock.t == pytest.approx(179.0) and clock.t <= 180.0
+    assert sched._max_iter == 179
     # Both LR drops came, at 60% and 90% of the shortened run.
     assert opt_lr(trainer) == pytest.approx(BASE_LR * 0.01)
     assert os.path.isfile(tmp_path / "model_final.pth")
     state = torch.load(tmp_path / "model_final.pth", weights_only=False)["trainer"]["hooks"]
-    assert state["TrainingTimeBudget"] == {"elapsed_seconds": pytest.approx(175.0), "max_iter": 175}
+    assert state["TrainingTimeBudget"] == {"elapsed_seconds": pytest.approx(179.0), "max_iter": 179}
 
 
 def opt_lr(trainer):
@@ -105,6 +107,21 @@ def test_slowdown_mid_run_is_caught(tmp_path):
     assert 0.95 * 150.0 <= clock.t <= 150.0
 
 
+def test_a_cut_for_slow_first_steps_is_given_back_while_the_lr_is_flat(tmp_path, caplog):
+    clock = FakeClock()
+    # 0.45 s a step for the first 100 steps, then 0.3 s: 135 s in all, within 150.
+    trainer, _, sched, _ = build(tmp_path, clock, lambda i: 0.45 if i < 100 else 0.3,
+                                 minutes=2.5, max_iter=400)
+    with caplog.at_level("INFO", logger="vis_d2.engine.time_budget"):
+        run_training(trainer, 0, 400)
+    # At step 80 the slow pace projects 36 + 320 * 0.45 = 180 s: cut to 80 + floor(114 / 0.4725).
+    assert "at iteration 80" in caplog.text and "ends at iteration 321 instead of 400" in caplog.text
+    # As the window fills with 0.3 s steps the cut is given back, before the first LR drop
+    # (60% of 321 = step 193): 341, 361, 383, then the whole schedule.
+    assert "ends at iteration 400 instead of 383: the pace has picked up" in caplog.text
+    assert trainer.iter == sched._max_iter == 400 and clock.t == pytest.approx(135.0)
+
+
 def test_one_slow_step_is_not_a_pace(tmp_path):
     clock = FakeClock()
     # A 30 s step (an evaluation, say) in a run of 0.1 s steps: 69.9 s in all, within 180.
@@ -119,17 +136,19 @@ def test_resumed_run_keeps_the_shortened_schedule_and_the_time_spent(tmp_path):
     trainer, _, _, _ = build(tmp_path, clock, lambda i: 1.0, minutes=3.0, max_iter=400,
                              checkpoint_period=100)
     run_training(trainer, 0, 400)
-    assert trainer.iter == 175
-    # Start over from the checkpoint after step 100 (iteration 99), as after a crash.
+    assert trainer.iter == 179
+    # Start over from the checkpoint after step 100 (iteration 99), as after a crash: the
+    # decision of that step (176) was saved with it.
     clock2 = FakeClock()
     trainer2, budget2, sched2, ckpt2 = build(tmp_path, clock2, lambda i: 1.0, minutes=3.0,
                                              max_iter=400)
     ckpt2.load(str(tmp_path / "model_0000099.pth"))  # the model and the trainer state
     assert trainer2.iter == 99
     run_training(trainer2, trainer2.iter + 1, 400)
-    assert trainer2.iter == trainer2.max_iter == 175 and sched2._max_iter == 175
-    # 100 s before the checkpoint and 75 steps after it.
-    assert budget2.elapsed_seconds() == pytest.approx(175.0)
+    # The resumed run warms up again (75 steps) and ends before its first decision.
+    assert trainer2.iter == trainer2.max_iter == 176 and sched2._max_iter == 176
+    # 100 s before the checkpoint and 76 steps after it.
+    assert budget2.elapsed_seconds() == pytest.approx(176.0)
     assert opt_lr(trainer2) == pytest.approx(BASE_LR * 0.01)
 
 

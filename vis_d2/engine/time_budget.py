@@ -8,10 +8,13 @@ the schedule for the speed it measures then; this hook keeps the promise when th
 down during the run. Every ``check_period`` steps it projects the end of training from the
 steps' recent pace; where that falls past the budget, it lowers the last iteration to the one
 the pace reaches with a margin to spare (so that the noise of the pace does not trigger a cut
-after every check: cuts are never undone). The LR schedule (a detectron2 ``LRMultiplier``, which reads training
+after every check). Where the pace picks up again (the first few hundred steps of a detector
+are slower than the rest), a cut is given back, up to the schedule the run started with, but
+only while that leaves the current LR as it is (before the first LR drop, after the warm-up):
+a step schedule never goes back up. The LR schedule (a detectron2 ``LRMultiplier``, which reads training
 progress as ``iteration / max_iter``) is compressed with it, so the LR drops still come, earlier;
 the final checkpoint, the EMA's final copy and the final evaluation follow ``trainer.max_iter``.
-The budget never lengthens a run.
+The budget never lengthens a run beyond the schedule it started with.
 
 The decision is part of the trainer's checkpointed state (with the training seconds spent so
 far), so a resumed run keeps the shortened schedule and counts the time already spent. With
@@ -105,6 +108,7 @@ class TrainingTimeBudget(HookBase):
         self._durations = deque(maxlen=int(window))
         self._spent_before = 0.0  # training seconds of earlier attempts (from a checkpoint)
         self._cut_max_iter: Optional[int] = None  # the lowered last iteration + 1, if any
+        self._planned: Optional[int] = None  # trainer.max_iter when the run started
         self._t0 = self._last = None
         self._steps_seen = 0
 
@@ -129,6 +133,7 @@ class TrainingTimeBudget(HookBase):
         self._t0 = self._last = self._clock()
         self._durations.clear()
         self._steps_seen = 0
+        self._planned = int(self.trainer.max_iter)
         if self._cut_max_iter is not None and self._cut_max_iter < self.trainer.max_iter:
             logger.info(f"Time budget: resuming the shortened schedule of an earlier attempt "
                         f"({self._cut_max_iter} iterations)")
@@ -147,15 +152,18 @@ class TrainingTimeBudget(HookBase):
         proposed = self.proposed_max_iter(done, self.elapsed_seconds())
         if comm.get_world_size() > 1:  # every rank must stop at the same step
             proposed = min(comm.all_gather(proposed))
-        if proposed < self.trainer.max_iter:
-            old = self.trainer.max_iter
-            self._cut_max_iter = proposed
-            self._set_max_iter(proposed)
-            logger.warning(
-                f"Time budget: at iteration {done}, {self.elapsed_seconds() / 60:.1f} of "
-                f"{self.budget_seconds / 60:g} minutes spent at {self.pace():.3f} s/iter; "
-                f"training ends at iteration {proposed} instead of {old}, with the LR "
-                "schedule compressed to match")
+        old = self.trainer.max_iter
+        if proposed == old or (proposed > old and not self._lr_unchanged(proposed)):
+            return
+        self._cut_max_iter = proposed if proposed < self._planned else None
+        self._set_max_iter(proposed)
+        msg = (f"Time budget: at iteration {done}, {self.elapsed_seconds() / 60:.1f} of "
+               f"{self.budget_seconds / 60:g} minutes spent at {self.pace():.3f} s/iter; "
+               f"training ends at iteration {proposed} instead of {old}")
+        if proposed < old:
+            logger.warning(msg + ", with the LR schedule compressed to match")
+        else:
+            logger.info(msg + ": the pace has picked up")
 
     def pace(self) -> float:
         """Mean seconds of the steps in the window, each capped at 3x their median."""
@@ -163,16 +171,37 @@ class TrainingTimeBudget(HookBase):
         return float(np.minimum(d, 3.0 * np.median(d)).mean())
 
     def proposed_max_iter(self, done: int, elapsed: float) -> int:
-        """``trainer.max_iter`` where ``done`` steps after ``elapsed`` seconds, the rest at the
-        pace, end within the budget; else the last iteration (+1) reached within it at pace x
-        margin per further step (``done`` itself when the budget is spent)."""
+        """The last iteration (+1) for a run at ``done`` steps after ``elapsed`` seconds.
+
+        Where the rest of ``trainer.max_iter``, at the pace, would overrun the budget: the
+        iteration reached within it at pace x margin per further step (``done`` itself when the
+        budget is spent). Where it fits: ``trainer.max_iter``, or more where a cut left room
+        for more at pace x margin, up to the schedule the run started with."""
         max_iter = self.trainer.max_iter
         pace = self.pace()
-        if elapsed + (max_iter - done) * pace <= self.budget_seconds:
-            return max_iter
         step = pace * self.margin
         fit = math.floor(max(self.budget_seconds - elapsed, 0.0) / step) if step > 0 else 0
-        return int(min(max_iter, done + fit))
+        target = min(self._planned if self._planned is not None else max_iter, done + fit)
+        if elapsed + (max_iter - done) * pace <= self.budget_seconds:
+            return int(max(max_iter, target))
+        return int(min(max_iter, target))
+
+    def _lr_multiplier(self) -> Optional[LRMultiplier]:
+        for h in self.trainer._hooks:
+            if isinstance(h, hooks.LRScheduler):
+                sched = h._scheduler or getattr(self.trainer, "scheduler", None)
+                return sched if isinstance(sched, LRMultiplier) else None
+        return None
+
+    def _lr_unchanged(self, max_iter: int) -> bool:
+        """Whether the LR of the coming step stays the same with ``max_iter`` as the bound (so
+        giving steps back moves only LR changes still to come)."""
+        sched = self._lr_multiplier()
+        if sched is None:
+            return False
+        it = sched.last_epoch
+        now, then = sched._multiplier(it / sched._max_iter), sched._multiplier(it / max_iter)
+        return abs(now - then) <= 1e-9 * max(abs(now), 1e-12)
 
     def _set_max_iter(self, max_iter: int) -> None:
         """Lower the trainer's last iteration and what reads it: the LR schedule, the periodic
