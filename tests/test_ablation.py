@@ -196,6 +196,8 @@ def test_lazy_training_and_data_settings_match_the_yaml():
     cp, cp_cfg = data.train.mapper.copy_paste, cfg.INPUT.VIS.COPY_PASTE
     assert cp_cfg.ENABLED and (cp.prob, cp.max_objects, cp.bank_size, cp.min_area) == \
         (cp_cfg.PROB, cp_cfg.MAX_OBJECTS, cp_cfg.BANK_SIZE, cp_cfg.MIN_AREA)
+    rc, rc_cfg = data.train.mapper.recolor, cfg.INPUT.VIS.INSTANCE_RECOLOR
+    assert rc_cfg.ENABLED and (rc.prob, tuple(rc.gain)) == (rc_cfg.PROB, tuple(rc_cfg.GAIN))
     assert dict(train.ema) == {"enabled": cfg.SOLVER.EMA.ENABLED, "decay": cfg.SOLVER.EMA.DECAY}
     assert train.cpu_bf16 == cfg.SOLVER.CPU_BF16
     assert train.max_train_minutes == cfg.SOLVER.MAX_TRAIN_MINUTES

@@ -242,12 +242,15 @@ def main(argv=None):
         results = json.load(f)
     atomic_write_json(os.path.join(cfg.OUTPUT_DIR, "results.json"), results)
     atomic_write_json(os.path.join(cfg.OUTPUT_DIR, "demo_metrics.json"),
-                      {"dataset": name, "wall_seconds": round(wall, 1), **metrics.get("segm", {})}, indent=2)
+                      {"dataset": name, "wall_seconds": round(wall, 1), "iterations": trainer.max_iter,
+                       **metrics.get("segm", {})}, indent=2)
     anim, sheet, n = render_one_video(cfg, results, cfg.OUTPUT_DIR)
 
     print("\n" + "=" * 72)
     print(f"vis_d2 demo: {cfg.MODEL.META_ARCHITECTURE} R{cfg.MODEL.RESNETS.DEPTH}-FPN on {name} "
-          f"({cfg.MODEL.DEVICE}), {cfg.SOLVER.MAX_ITER} iterations, wall time {wall / 60:.1f} min")
+          f"({cfg.MODEL.DEVICE}), {trainer.max_iter} iterations"
+          + (f" (the time budget cut {cfg.SOLVER.MAX_ITER})" if trainer.max_iter < cfg.SOLVER.MAX_ITER else "")
+          + f", wall time {wall / 60:.1f} min")
     print(format_metrics_table(metrics["segm"]) if metrics.get("segm") else "no metrics")
     print(f"results: {os.path.join(cfg.OUTPUT_DIR, 'results.json')}")
     print(f"video:   {anim} ({n} tracks drawn)\nsheet:   {sheet}")

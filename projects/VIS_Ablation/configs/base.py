@@ -36,6 +36,7 @@ from vis_d2.data.augmentation import RandomChannelPermutation
 from vis_d2.data.build import PairDatasetMapper, build_vis_test_loader, build_vis_train_loader
 from vis_d2.data.build import get_vis_train_dataset_dicts
 from vis_d2.data.copy_paste import CopyPaste
+from vis_d2.data.instance_recolor import InstanceRecolor
 from vis_d2.data.pseudo_pair_mapper import PseudoPairDatasetMapper, RandomAffine
 from vis_d2.data.video_pair_mapper import VideoPairDatasetMapper
 from vis_d2.data.video_test_mapper import VideoTestDatasetMapper
@@ -190,6 +191,7 @@ dataloader.train = L(build_vis_train_loader)(
         ),
         # INPUT.VIS.COPY_PASTE: objects of a recent pair pasted into both frames of a pair
         copy_paste=L(CopyPaste)(prob=0.5, max_objects=3, bank_size=16, min_area=16),
+        recolor=L(InstanceRecolor)(prob=0.5, gain=(0.8, 1.2)),  # INPUT.VIS.INSTANCE_RECOLOR
     ),
     total_batch_size=2,  # pairs per iteration
     aspect_ratio_grouping=True,
