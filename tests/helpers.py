@@ -44,3 +44,17 @@ def training_pair(with_masks=True):
     img = torch.randint(0, 255, (3, 96, 128), dtype=torch.uint8)
     return {"image": img, "instances": gt_instances(0, [1, 2], with_masks=with_masks),
             "ref_image": img, "ref_instances": gt_instances(4, [2, 1], with_masks=with_masks)}
+
+
+def boxed_instances(size, boxes, classes, ids):
+    """Instances in a frame of ``size`` (h, w), one per (x0, y0, x1, y1) box, each with a
+    box-shaped BitMask, its class and its track id."""
+    inst = Instances(size)
+    m = torch.zeros((len(boxes),) + tuple(size), dtype=torch.bool)
+    for k, (x0, y0, x1, y1) in enumerate(boxes):
+        m[k, y0:y1, x0:x1] = True
+    inst.gt_masks = BitMasks(m)
+    inst.gt_boxes = Boxes(torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4))
+    inst.gt_classes = torch.tensor(classes, dtype=torch.int64)
+    inst.gt_track_ids = torch.tensor(ids, dtype=torch.int64)
+    return inst

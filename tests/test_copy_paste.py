@@ -3,29 +3,16 @@ import numpy as np
 import pytest
 import torch
 
-from detectron2.structures import BitMasks, Boxes, Instances
-
+from helpers import boxed_instances
 from vis_d2.data.copy_paste import CopyPaste
-
-
-def _instances(size, boxes, classes, ids):
-    inst = Instances(size)
-    m = torch.zeros((len(boxes),) + size, dtype=torch.bool)
-    for k, (x0, y0, x1, y1) in enumerate(boxes):
-        m[k, y0:y1, x0:x1] = True
-    inst.gt_masks = BitMasks(m)
-    inst.gt_boxes = Boxes(torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4))
-    inst.gt_classes = torch.tensor(classes, dtype=torch.int64)
-    inst.gt_track_ids = torch.tensor(ids, dtype=torch.int64)
-    return inst
 
 
 def _pair(size, key_boxes, ref_boxes, classes, ids, value):
     return {
         "image": torch.full((3,) + size, value, dtype=torch.uint8),
         "ref_image": torch.full((3,) + size, value + 1, dtype=torch.uint8),
-        "instances": _instances(size, key_boxes, classes, ids),
-        "ref_instances": _instances(size, ref_boxes, classes, ids),
+        "instances": boxed_instances(size, key_boxes, classes, ids),
+        "ref_instances": boxed_instances(size, ref_boxes, classes, ids),
         "has_mask": True,
     }
 
@@ -89,7 +76,7 @@ def test_box_only_pairs_and_probability_zero_pass_through():
 
 def test_pasted_object_absent_from_donor_reference_stays_absent():
     donor_pair = _pair((20, 20), [(0, 0, 6, 6)], [(0, 0, 6, 6)], [1], [4], value=90)
-    donor_pair["ref_instances"] = _instances((20, 20), [], [], [])  # the object left the frame
+    donor_pair["ref_instances"] = boxed_instances((20, 20), [], [], [])  # the object left the frame
     cp = CopyPaste(prob=1.0, min_area=4, seed=3)
     cp(donor_pair)
     out = cp(_pair((20, 20), [(14, 14, 20, 20)], [(14, 14, 20, 20)], [0], [1], value=0))

@@ -2,23 +2,10 @@
 import pytest
 import torch
 
-from detectron2.structures import BitMasks, Boxes, Instances
-
+from helpers import boxed_instances
 from vis_d2.config import get_vis_cfg
 from vis_d2.data.build import PairDatasetMapper
 from vis_d2.data.instance_recolor import InstanceRecolor
-
-
-def _instances(size, boxes, ids):
-    inst = Instances(size)
-    m = torch.zeros((len(boxes),) + size, dtype=torch.bool)
-    for k, (x0, y0, x1, y1) in enumerate(boxes):
-        m[k, y0:y1, x0:x1] = True
-    inst.gt_masks = BitMasks(m)
-    inst.gt_boxes = Boxes(torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4))
-    inst.gt_classes = torch.zeros(len(boxes), dtype=torch.int64)
-    inst.gt_track_ids = torch.tensor(ids, dtype=torch.int64)
-    return inst
 
 
 def _pair():
@@ -34,8 +21,9 @@ def _pair():
 
     key_boxes, ref_boxes = [(0, 0, 5, 5), (10, 10, 20, 16)], [(2, 1, 7, 6), (12, 10, 22, 16)]
     return {"image": frame(key_boxes), "ref_image": frame(ref_boxes),
-            "instances": _instances(size, key_boxes, [1, 2]),
-            "ref_instances": _instances(size, ref_boxes[::-1], [2, 1]), "has_mask": True}
+            "instances": boxed_instances(size, key_boxes, [0, 0], [1, 2]),
+            "ref_instances": boxed_instances(size, ref_boxes[::-1], [0, 0], [2, 1]),
+            "has_mask": True}
 
 
 def _colour(image, box):

@@ -23,13 +23,13 @@ import numpy as np
 from detectron2.data import detection_utils as utils
 from detectron2.data import transforms as T
 
-__all__ = ["RandomChannelPermutation", "build_pair_augmentation"]
+__all__ = ["CHANNEL_ORDERS", "RandomChannelPermutation", "build_pair_augmentation"]
 
 # The five orders of (0, 1, 2) other than the identity.
-_PERMUTATIONS = [(0, 2, 1), (1, 0, 2), (1, 2, 0), (2, 0, 1), (2, 1, 0)]
+CHANNEL_ORDERS = [(0, 2, 1), (1, 0, 2), (1, 2, 0), (2, 0, 1), (2, 1, 0)]
 
 
-def _check_prob(name: str, value: float) -> float:
+def check_prob(name: str, value: float) -> float:
     if not 0.0 <= value <= 1.0:
         raise ValueError(f"{name} must lie in [0, 1], got {value}")
     return float(value)
@@ -41,7 +41,7 @@ class RandomChannelPermutation(T.Augmentation):
 
     def __init__(self, prob: float = 0.5):
         super().__init__()
-        self.prob = _check_prob("RandomChannelPermutation: prob", prob)
+        self.prob = check_prob("RandomChannelPermutation: prob", prob)
 
     def get_transform(self, image: np.ndarray) -> T.Transform:
         if image.ndim != 3 or image.shape[2] != 3:
@@ -49,11 +49,11 @@ class RandomChannelPermutation(T.Augmentation):
                 f"RandomChannelPermutation needs an HxWx3 image, got shape {image.shape}")
         if self._rand_range() >= self.prob:
             return T.NoOpTransform()
-        order = list(_PERMUTATIONS[np.random.randint(len(_PERMUTATIONS))])
+        order = list(CHANNEL_ORDERS[np.random.randint(len(CHANNEL_ORDERS))])
         return T.ColorTransform(lambda img: np.ascontiguousarray(img[..., order]))
 
 
-def _check_range(name: str, value: Sequence[float]) -> List[float]:
+def check_range(name: str, value: Sequence[float]) -> List[float]:
     if len(value) != 2:
         raise ValueError(f"{name} must be [low, high], got {list(value)}")
     lo, hi = (float(v) for v in value)
@@ -70,16 +70,16 @@ def build_pair_augmentation(cfg, is_train: bool = True) -> List[T.Augmentation]:
     if not is_train:
         return augs
     vis = cfg.INPUT.VIS
-    vflip = _check_prob("INPUT.VIS.VERTICAL_FLIP_PROB", vis.VERTICAL_FLIP_PROB)
+    vflip = check_prob("INPUT.VIS.VERTICAL_FLIP_PROB", vis.VERTICAL_FLIP_PROB)
     if vflip > 0:
         augs.append(T.RandomFlip(prob=vflip, horizontal=False, vertical=True))
-    brightness = _check_range("INPUT.VIS.BRIGHTNESS", vis.BRIGHTNESS)
+    brightness = check_range("INPUT.VIS.BRIGHTNESS", vis.BRIGHTNESS)
     if brightness != [1.0, 1.0]:
         augs.append(T.RandomBrightness(*brightness))
-    contrast = _check_range("INPUT.VIS.CONTRAST", vis.CONTRAST)
+    contrast = check_range("INPUT.VIS.CONTRAST", vis.CONTRAST)
     if contrast != [1.0, 1.0]:
         augs.append(T.RandomContrast(*contrast))
-    permute = _check_prob("INPUT.VIS.CHANNEL_PERMUTATION_PROB", vis.CHANNEL_PERMUTATION_PROB)
+    permute = check_prob("INPUT.VIS.CHANNEL_PERMUTATION_PROB", vis.CHANNEL_PERMUTATION_PROB)
     if permute > 0:
         augs.append(RandomChannelPermutation(permute))
     return augs

@@ -19,11 +19,12 @@ kept as a donor.
 import collections
 from typing import Deque, Dict, List, Optional, Tuple
 
-import numpy as np
 import torch
 
 from detectron2.config import configurable
 from detectron2.structures import BitMasks, Boxes, Instances
+
+from .pair_utils import WorkerSeededRandom, pair_has_bitmasks
 
 __all__ = ["CopyPaste"]
 
@@ -98,7 +99,7 @@ def _paste_pixels(image: torch.Tensor, part, canvas: torch.Tensor, dx: int, dy: 
     region[:, visible] = part[3][(slice(None),) + src][:, visible]
 
 
-class CopyPaste:
+class CopyPaste(WorkerSeededRandom):
     """Paste objects of earlier pairs into a training pair (see the module docstring).
 
     ``__call__(pair) -> pair`` takes and returns the pair mappers' dict ("image", "ref_image":
@@ -134,16 +135,6 @@ class CopyPaste:
         self.min_area = int(min_area)
         self._bank: Deque[_Donor] = collections.deque(maxlen=int(bank_size))
         self._seed = seed
-        self._generator: Optional[np.random.Generator] = None
-
-    @property
-    def _rng(self) -> np.random.Generator:
-        # Created on first use, inside the data-loader worker: without a seed it is drawn from
-        # numpy's global state, which detectron2 seeds differently in every worker.
-        if self._generator is None:
-            seed = self._seed if self._seed is not None else int(np.random.randint(2**31))
-            self._generator = np.random.default_rng(seed)
-        return self._generator
 
     @classmethod
     def from_config(cls, cfg):
@@ -152,7 +143,7 @@ class CopyPaste:
                 "min_area": c.MIN_AREA}
 
     def __call__(self, pair: Dict) -> Dict:
-        if not self._usable(pair):
+        if not pair_has_bitmasks(pair):
             return pair
         donor = _Donor(pair)
         if self._bank and self._rng.random() < self.prob:
@@ -160,12 +151,6 @@ class CopyPaste:
         if donor.objects:
             self._bank.append(donor)
         return pair
-
-    @staticmethod
-    def _usable(pair: Dict) -> bool:
-        return bool(pair.get("has_mask", True)) and all(
-            pair[k].has("gt_masks") and isinstance(pair[k].gt_masks, BitMasks)
-            for k in ("instances", "ref_instances"))
 
     def paste(self, pair: Dict, donor: _Donor) -> Dict:
         """``pair`` with 1..max_objects objects of ``donor`` pasted in (a new dict; the input

@@ -15,19 +15,17 @@ boxes, masks and ids are kept.
 """
 from typing import Dict, Optional
 
-import numpy as np
 import torch
 
 from detectron2.config import configurable
-from detectron2.structures import BitMasks
+
+from .augmentation import CHANNEL_ORDERS, check_prob, check_range
+from .pair_utils import WorkerSeededRandom, pair_has_bitmasks
 
 __all__ = ["InstanceRecolor"]
 
-# The five orders of (0, 1, 2) other than the identity.
-_PERMUTATIONS = [(0, 2, 1), (1, 0, 2), (1, 2, 0), (2, 0, 1), (2, 1, 0)]
 
-
-class InstanceRecolor:
+class InstanceRecolor(WorkerSeededRandom):
     """``__call__(pair) -> pair`` on the pair mappers' dicts ("image", "ref_image": uint8
     (3, H, W); "instances", "ref_instances": Instances with gt_track_ids and BitMasks gt_masks).
 
@@ -45,40 +43,26 @@ class InstanceRecolor:
             seed: seeds this object's random generator (None: drawn from numpy's global state
                 on first use, which detectron2 seeds per data-loader worker).
         """
-        if not 0.0 <= prob <= 1.0:
-            raise ValueError(f"INPUT.VIS.INSTANCE_RECOLOR.PROB must be in [0, 1], got {prob}")
-        if len(gain) != 2 or not 0.0 < float(gain[0]) <= float(gain[1]):
-            raise ValueError("INPUT.VIS.INSTANCE_RECOLOR.GAIN must be [low, high] with "
-                             f"0 < low <= high, got {list(gain)}")
-        self.prob = float(prob)
-        self.gain = (float(gain[0]), float(gain[1]))
+        self.prob = check_prob("INPUT.VIS.INSTANCE_RECOLOR.PROB", prob)
+        self.gain = tuple(check_range("INPUT.VIS.INSTANCE_RECOLOR.GAIN", gain))
         self._seed = seed
-        self._generator: Optional[np.random.Generator] = None
 
     @classmethod
     def from_config(cls, cfg):
         c = cfg.INPUT.VIS.INSTANCE_RECOLOR
         return {"prob": c.PROB, "gain": tuple(c.GAIN)}
 
-    @property
-    def _rng(self) -> np.random.Generator:
-        if self._generator is None:
-            seed = self._seed if self._seed is not None else int(np.random.randint(2**31))
-            self._generator = np.random.default_rng(seed)
-        return self._generator
-
     def __call__(self, pair: Dict) -> Dict:
-        key, ref = pair["instances"], pair["ref_instances"]
-        if not pair.get("has_mask", True) or not all(
-                inst.has("gt_masks") and isinstance(inst.gt_masks, BitMasks) for inst in (key, ref)):
+        if not pair_has_bitmasks(pair):
             return pair
+        key, ref = pair["instances"], pair["ref_instances"]
         if pair["image"].shape[0] != 3:
             raise ValueError(f"InstanceRecolor needs 3-channel images, got {tuple(pair['image'].shape)}")
         ids = sorted(set(key.gt_track_ids.tolist()) | set(ref.gt_track_ids.tolist()))
         changes = {}
         for tid in ids:
             if self._rng.random() < self.prob:
-                order = _PERMUTATIONS[int(self._rng.integers(len(_PERMUTATIONS)))]
+                order = CHANNEL_ORDERS[int(self._rng.integers(len(CHANNEL_ORDERS)))]
                 changes[tid] = (list(order), float(self._rng.uniform(*self.gain)))
         if not changes:
             return pair

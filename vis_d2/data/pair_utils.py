@@ -7,6 +7,8 @@
   track ids) from one frame's annotations after that frame's transforms.
 * :func:`transform_pair`: the one implementation of "augment a (key, reference) pair with the
   same transform" used by both :class:`VideoPairDatasetMapper` and :class:`PseudoPairDatasetMapper`.
+* :func:`pair_has_bitmasks` and :class:`WorkerSeededRandom`: for the augmentations of mapped
+  pairs (:class:`CopyPaste`, :class:`InstanceRecolor`).
 """
 import logging
 from typing import Dict, List, Optional, Sequence
@@ -31,6 +33,8 @@ __all__ = [
     "annotations_to_tracked_instances",
     "tight_boxes_from_masks",
     "transform_pair",
+    "pair_has_bitmasks",
+    "WorkerSeededRandom",
 ]
 
 logger = logging.getLogger(__name__)
@@ -325,3 +329,30 @@ def pair_mapper_common_config(cfg, is_train: bool) -> Dict:
         "use_instance_mask": cfg.MODEL.MASK_ON,
         "instance_mask_format": cfg.INPUT.MASK_FORMAT,
     }
+
+
+def pair_has_bitmasks(pair: Dict) -> bool:
+    """Whether a mapped pair carries per-pixel masks of both frames (``BitMasks`` gt_masks, and
+    not a box-only pair, ``has_mask`` False): what the pair augmentations need."""
+    return bool(pair.get("has_mask", True)) and all(
+        pair[k].has("gt_masks") and isinstance(pair[k].gt_masks, BitMasks)
+        for k in ("instances", "ref_instances"))
+
+
+class WorkerSeededRandom:
+    """Mixin: ``self._rng``, a numpy Generator seeded by ``self._seed``, created on first use.
+
+    On first use means inside the data-loader worker: without a seed it is drawn from numpy's
+    global state, which detectron2 seeds differently in every worker, so workers do not repeat
+    each other's draws.
+    """
+
+    _seed: Optional[int] = None
+    _generator: Optional[np.random.Generator] = None
+
+    @property
+    def _rng(self) -> np.random.Generator:
+        if self._generator is None:
+            seed = self._seed if self._seed is not None else int(np.random.randint(2**31))
+            self._generator = np.random.default_rng(seed)
+        return self._generator
