@@ -191,12 +191,17 @@ class TrainingTimeBudget(HookBase):
             return int(max(max_iter, target))
         return int(min(max_iter, target))
 
-    def _lr_multiplier(self) -> Optional[LRMultiplier]:
+    def _scheduler(self):
+        """The LR scheduler that detectron2's LRScheduler hook steps (its own, or the
+        trainer's as DefaultTrainer has it), or None."""
         for h in self.trainer._hooks:
             if isinstance(h, hooks.LRScheduler):
-                sched = h._scheduler or getattr(self.trainer, "scheduler", None)
-                return sched if isinstance(sched, LRMultiplier) else None
+                return h._scheduler or getattr(self.trainer, "scheduler", None)
         return None
+
+    def _lr_multiplier(self) -> Optional[LRMultiplier]:
+        sched = self._scheduler()
+        return sched if isinstance(sched, LRMultiplier) else None
 
     def _lr_unchanged(self, max_iter: int) -> bool:
         """Whether the LR of the coming step stays the same with ``max_iter`` as the bound (so
@@ -209,23 +214,20 @@ class TrainingTimeBudget(HookBase):
         return abs(now - then) <= 1e-9 * max(abs(now), 1e-12)
 
     def _set_max_iter(self, max_iter: int) -> None:
-        """Lower the trainer's last iteration and what reads it: the LR schedule, the periodic
+        """Set the trainer's last iteration and what reads it: the LR schedule, the periodic
         checkpointer (``model_final``) and the metric printer's ETA."""
         self.trainer.max_iter = max_iter
+        sched = self._scheduler()
+        if isinstance(sched, LRMultiplier):
+            # progress = iteration / _max_iter: a smaller bound compresses the schedule
+            sched._max_iter = max_iter
+        elif sched is not None and not isinstance(sched, ParamScheduler):
+            # (A ParamScheduler: the LazyConfig loop's hook has yet to run its before_train,
+            # which builds the LRMultiplier from trainer.max_iter; nothing to change here.)
+            logger.warning(f"Time budget: the LR scheduler {type(sched).__name__} is not an "
+                           "LRMultiplier; its schedule is not shortened")
         for h in self.trainer._hooks:
-            if isinstance(h, hooks.LRScheduler):
-                sched = h._scheduler or getattr(self.trainer, "scheduler", None)
-                if isinstance(sched, ParamScheduler):
-                    # The LazyConfig loop's hook has yet to run its before_train, which builds
-                    # the LRMultiplier from trainer.max_iter: nothing to change here.
-                    continue
-                if isinstance(sched, LRMultiplier):
-                    # progress = iteration / _max_iter: a smaller bound compresses the schedule
-                    sched._max_iter = max_iter
-                elif sched is not None:
-                    logger.warning(f"Time budget: the LR scheduler {type(sched).__name__} is not "
-                                   "an LRMultiplier; its schedule is not shortened")
-            elif isinstance(h, hooks.PeriodicCheckpointer):
+            if isinstance(h, hooks.PeriodicCheckpointer):
                 h.max_iter = max_iter  # it saves model_final at max_iter - 1
             elif isinstance(h, hooks.PeriodicWriter):
                 for w in h._writers:
