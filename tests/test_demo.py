@@ -43,11 +43,11 @@ def test_demo_trains_within_its_budget_unless_a_schedule_is_asked_for():
     demo = _demo_module()
     opts = ["MODEL.DEVICE", "cpu"]
     cfg = get_vis_cfg(CONFIG, opts)
-    budgeted = demo.schedule_for_run(cfg, opts, 14.5)
+    budgeted = demo.with_time_budget(cfg, opts, 14.5)
     assert budgeted.SOLVER.MAX_TRAIN_MINUTES == 14.5
     assert budgeted.SOLVER.MAX_ITER == cfg.SOLVER.MAX_ITER == 2800
     assert cfg.SOLVER.MAX_TRAIN_MINUTES == 0.0  # the given config is left alone
     for extra in (["SOLVER.MAX_ITER", "1000"], ["SOLVER.MAX_TRAIN_MINUTES", "30.0"]):
         own = get_vis_cfg(CONFIG, opts + extra)
-        assert demo.schedule_for_run(own, opts + extra, 14.5) is own
-    assert demo.schedule_for_run(cfg, opts, 0) is cfg
+        assert demo.with_time_budget(own, opts + extra, 14.5) is own
+    assert demo.with_time_budget(cfg, opts, 0) is cfg

@@ -87,7 +87,7 @@ def check_resumable(cfg, output_dir):
             "run with --fresh to start over, or give another OUTPUT_DIR")
 
 
-def schedule_for_run(cfg, opts, max_minutes):
+def with_time_budget(cfg, opts, max_minutes):
     """``cfg`` with SOLVER.MAX_TRAIN_MINUTES set to ``max_minutes`` where a budget applies:
     ``max_minutes`` > 0, and ``opts`` (KEY VALUE ...) set neither SOLVER.MAX_ITER (a schedule
     asked for is trained whole) nor SOLVER.MAX_TRAIN_MINUTES itself."""
@@ -116,7 +116,7 @@ def main(argv=None):
         shutil.rmtree(cfg.OUTPUT_DIR)
     setup_logger(cfg.OUTPUT_DIR, name="vis_d2")  # time budget, inference progress, evaluation
     verify_datasets(cfg)
-    cfg = schedule_for_run(cfg, args.opts, args.max_train_minutes)
+    cfg = with_time_budget(cfg, args.opts, args.max_train_minutes)
     check_resumable(cfg, cfg.OUTPUT_DIR)
     cfg.freeze()
     default_setup(cfg, argparse.Namespace(config_file=args.config_file, opts=args.opts, eval_only=False))
