@@ -98,9 +98,21 @@ def test_trainer_uses_bf16_only_where_the_cpu_has_it(data_root, tmp_path, restor
     trainer = VISTrainer(cfg)
     if expected is None:
         assert type(trainer._trainer) is SimpleTrainer
+        assert trainer.precision == "float32"
     else:
         assert type(trainer._trainer) is expected
+        assert trainer.precision == "bfloat16 autocast"
         trainer.train()  # one real step of the demo model under bfloat16 autocast
         losses = trainer.storage.latest()
         assert all(torch.isfinite(torch.tensor(losses[k][0])) for k in losses if k.startswith("loss"))
         assert "loss_mask" in losses and "loss_track" in losses
+
+
+def test_step_precision_names_each_step_class():
+    from detectron2.engine import AMPTrainer, SimpleTrainer
+
+    from vis_d2.engine.trainer import step_precision
+
+    assert step_precision(SimpleTrainer) == "float32"
+    assert step_precision(CPUBFloat16Trainer) == "bfloat16 autocast"
+    assert step_precision(AMPTrainer) == "float16 AMP"

@@ -134,12 +134,13 @@ def main(argv=None):
     atomic_write_json(os.path.join(cfg.OUTPUT_DIR, "results.json"), results)
     atomic_write_json(os.path.join(cfg.OUTPUT_DIR, "demo_metrics.json"),
                       {"dataset": name, "wall_seconds": round(wall, 1), "iterations": trainer.max_iter,
+                       "precision": trainer.precision,
                        **metrics.get("segm", {})}, indent=2)
     anim, sheet, n = render_one_video(cfg, results, cfg.OUTPUT_DIR)
 
     print("\n" + "=" * 72)
     print(f"vis_d2 demo: {cfg.MODEL.META_ARCHITECTURE} R{cfg.MODEL.RESNETS.DEPTH}-FPN on {name} "
-          f"({cfg.MODEL.DEVICE}), {trainer.max_iter} iterations"
+          f"({cfg.MODEL.DEVICE}, {trainer.precision}), {trainer.max_iter} iterations"
           + (f" (the time budget cut {cfg.SOLVER.MAX_ITER})" if trainer.max_iter < cfg.SOLVER.MAX_ITER else "")
           + f", wall time {wall / 60:.1f} min")
     print(format_metrics_table(metrics["segm"]) if metrics.get("segm") else "no metrics")

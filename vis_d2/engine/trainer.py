@@ -36,7 +36,7 @@ from .grad_clip import maybe_add_per_parameter_clipping
 from .time_budget import TrainingTimeBudget, run_training
 from .video_inference import inference_on_videos
 
-__all__ = ["VISTrainer", "CPUBFloat16Trainer", "cpu_has_bf16", "create_ddp_model",
+__all__ = ["VISTrainer", "CPUBFloat16Trainer", "cpu_has_bf16", "step_precision", "create_ddp_model",
            "select_step_trainer"]
 
 logger = logging.getLogger(__name__)
@@ -111,6 +111,16 @@ def select_step_trainer(device: str, amp: bool, cpu_bf16: bool,
     return (CPUBFloat16Trainer if bf16 else SimpleTrainer), False
 
 
+def step_precision(trainer_type) -> str:
+    """What precision a step class of :func:`select_step_trainer` trains in, for logs and
+    reports: "float16 AMP", "bfloat16 autocast" or "float32"."""
+    if issubclass(trainer_type, AMPTrainer):
+        return "float16 AMP"
+    if issubclass(trainer_type, CPUBFloat16Trainer):
+        return "bfloat16 autocast"
+    return "float32"
+
+
 class VISTrainer(DefaultTrainer):
     """Train VideoRCNN on frame pairs; evaluate by tracking whole videos."""
 
@@ -136,6 +146,9 @@ class VISTrainer(DefaultTrainer):
         self.ema = ModelEMA(model, cfg.SOLVER.EMA.DECAY) if cfg.SOLVER.EMA.ENABLED else None
         model = create_ddp_model(model, broadcast_buffers=False)
         self._trainer = trainer_type(model, data_loader, optimizer)
+        # The demo reports it: without bfloat16 instructions a CPU step takes ~1.3-1.9x longer,
+        # so the time budget trains fewer steps (docs/BENCHMARKS.md, round 11).
+        self.precision = step_precision(trainer_type)
         self.scheduler = self.build_lr_scheduler(cfg, optimizer)
         extra = {"model_ema": self.ema.averaged} if self.ema is not None else {}
         self.checkpointer = AtomicCheckpointer(
