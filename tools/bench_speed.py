@@ -7,6 +7,8 @@
     python tools/bench_speed.py bitrack [--videos 10]          # per-video time, forward vs BiTrack
     python tools/bench_speed.py clip   [--iters 40]            # AdamW step: detectron2's vs one-pass clipping
     python tools/bench_speed.py bf16   [--iters 20]            # demo training step: float32 vs bfloat16 autocast
+    python tools/bench_speed.py layout [--iters 10]            # demo training step: contiguous vs channels-last
+    python tools/bench_speed.py profile [--iters 10]           # demo training step: the ops that take the time
 
 Each section measures its variants in the same run and prints them side by side with ratios.
 Datasets: synthvis (make data). Weights: random unless --weights (timing does not depend on
@@ -257,27 +259,34 @@ def bench_clip(args):
         print(f"  {name:44s} {1000 * min(ts):7.2f} ms  x{min(ts) / base:.2f}")
 
 
-def bench_bf16(args):
-    """The demo's whole training step (forward, backward, AdamW with clipping) in float32 and
-    under CPU bfloat16 autocast (SOLVER.CPU_BF16), on the same batches from the same weights,
-    two interleaved rounds."""
+def _demo_training_setup(args, n_batches):
+    """The demo config, its model (in training mode), the model's initial weights,
+    ``n_batches`` training batches, and the optimizer builder (``build_opt(cfg, model)``)."""
     import copy
 
     from vis_d2.data.build import build_vis_train_loader
     from vis_d2.engine import VISTrainer
-    from vis_d2.engine.trainer import cpu_has_bf16
 
     path, opts = CONFIGS["R18 demo (192 short side)"]
     cfg = _cfg(path, opts, args.weights)
     model = _model(cfg)
     model.train()
-    start = copy.deepcopy(model.state_dict())
     loader = iter(build_vis_train_loader(cfg))
-    batches = [next(loader) for _ in range(args.iters + 3)]
+    batches = [next(loader) for _ in range(n_batches)]
+    return cfg, model, copy.deepcopy(model.state_dict()), batches, VISTrainer.build_optimizer
+
+
+def bench_bf16(args):
+    """The demo's whole training step (forward, backward, AdamW with clipping) in float32 and
+    under CPU bfloat16 autocast (SOLVER.CPU_BF16), on the same batches from the same weights,
+    two interleaved rounds."""
+    from vis_d2.engine.trainer import cpu_has_bf16
+
+    cfg, model, start, batches, build_opt = _demo_training_setup(args, args.iters + 3)
     rows = {}
     for name, bf16 in [("float32", False), ("bfloat16 autocast", True)] * 2:
         model.load_state_dict(start)
-        opt = VISTrainer.build_optimizer(cfg, model)
+        opt = build_opt(cfg, model)
         rows.setdefault(name, []).append(_mean_step_seconds(model, batches, opt, 3, bf16))
     print(f"R18 demo training step, {cfg.SOLVER.IMS_PER_BATCH} pairs, {torch.get_num_threads()} threads, "
           f"mean of {args.iters} steps, best of two interleaved rounds; CPU bfloat16 "
@@ -287,6 +296,52 @@ def bench_bf16(args):
         print(f"  {name:20s} {min(ts):7.3f} s/iter  x{min(ts) / base:.2f}")
 
 
+def bench_layout(args):
+    """The demo's float32 training step with the default (contiguous) memory layout and with
+    channels-last weights and input, same batches and weights, two interleaved rounds."""
+    cfg, model, start, batches, build_opt = _demo_training_setup(args, args.iters + 3)
+    preprocess = model.preprocess_image
+
+    def channels_last_input(*a, **k):
+        images = preprocess(*a, **k)
+        images.tensor = images.tensor.contiguous(memory_format=torch.channels_last)
+        return images
+
+    rows = {}
+    for name, layout in [("contiguous", torch.contiguous_format),
+                         ("channels-last", torch.channels_last)] * 2:
+        model.load_state_dict(start)
+        model.to(memory_format=layout)
+        model.preprocess_image = channels_last_input if layout is torch.channels_last else preprocess
+        rows.setdefault(name, []).append(_mean_step_seconds(model, batches, build_opt(cfg, model), 3))
+    print(f"R18 demo training step, float32, {torch.get_num_threads()} threads, mean of "
+          f"{args.iters} steps, best of two interleaved rounds")
+    base = min(rows["contiguous"])
+    for name, ts in rows.items():
+        print(f"  {name:14s} {min(ts):7.3f} s/iter  x{min(ts) / base:.2f}")
+
+
+def bench_profile(args):
+    """torch.profiler over ``--iters`` float32 training steps of the demo model (after 3
+    warm-up steps): the 25 ops with the most self CPU time, and the 15 heaviest
+    (op, input shapes) pairs, which name the layers."""
+    from detectron2.utils.events import EventStorage
+    from torch.profiler import ProfilerActivity, profile
+
+    cfg, model, _, batches, build_opt = _demo_training_setup(args, args.iters + 3)
+    opt = build_opt(cfg, model)
+    _mean_step_seconds(model, batches[:3], opt, 0)
+    with EventStorage(0), profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
+        for b in batches[3:]:
+            loss = sum(model(b).values())
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=25))
+    print(prof.key_averages(group_by_input_shape=True).table(
+        sort_by="self_cpu_time_total", row_limit=15, max_shapes_column_width=80))
+
+
 def main():
     if len(sys.argv) > 1 and sys.argv[1] == "_scaling_worker":
         import vis_d2  # noqa: F401
@@ -294,7 +349,8 @@ def main():
         _scaling_worker(int(sys.argv[2]), sys.argv[3], sys.argv[4])
         return
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("section", choices=["train", "infer", "scaling", "bitrack", "clip", "bf16"])
+    ap.add_argument("section", choices=["train", "infer", "scaling", "bitrack", "clip", "bf16",
+                                        "layout", "profile"])
     ap.add_argument("--iters", type=int, default=10)
     ap.add_argument("--batch", type=int, default=2)  # pairs per iteration, as the demo
     ap.add_argument("--frames", type=int, default=40)
@@ -305,7 +361,8 @@ def main():
     import vis_d2  # noqa: F401
 
     {"train": bench_train, "infer": bench_infer, "scaling": bench_scaling, "bitrack": bench_bitrack,
-     "clip": bench_clip, "bf16": bench_bf16}[args.section](args)
+     "clip": bench_clip, "bf16": bench_bf16, "layout": bench_layout,
+     "profile": bench_profile}[args.section](args)
 
 
 if __name__ == "__main__":
