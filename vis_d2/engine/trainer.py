@@ -146,8 +146,8 @@ class VISTrainer(DefaultTrainer):
         self.ema = ModelEMA(model, cfg.SOLVER.EMA.DECAY) if cfg.SOLVER.EMA.ENABLED else None
         model = create_ddp_model(model, broadcast_buffers=False)
         self._trainer = trainer_type(model, data_loader, optimizer)
-        # The demo reports it: without bfloat16 instructions a CPU step takes ~1.3-1.9x longer,
-        # so the time budget trains fewer steps (docs/BENCHMARKS.md, round 11).
+        # The demo reports it: a CPU without bfloat16 instructions trains in float32 at ~1.3x
+        # the step time, so a time budget trains fewer steps (docs/BENCHMARKS.md, round 11).
         self.precision = step_precision(trainer_type)
         self.scheduler = self.build_lr_scheduler(cfg, optimizer)
         extra = {"model_ema": self.ema.averaged} if self.ema is not None else {}
