@@ -260,12 +260,11 @@ def bench_clip(args):
 
 
 def _demo_training_setup(args, n_batches):
-    """The demo config, its model (in training mode), the model's initial weights,
-    ``n_batches`` training batches, and the optimizer builder (``build_opt(cfg, model)``)."""
+    """The demo config, its model (in training mode), the model's initial weights and
+    ``n_batches`` training batches."""
     import copy
 
     from vis_d2.data.build import build_vis_train_loader
-    from vis_d2.engine import VISTrainer
 
     path, opts = CONFIGS["R18 demo (192 short side)"]
     cfg = _cfg(path, opts, args.weights)
@@ -273,20 +272,21 @@ def _demo_training_setup(args, n_batches):
     model.train()
     loader = iter(build_vis_train_loader(cfg))
     batches = [next(loader) for _ in range(n_batches)]
-    return cfg, model, copy.deepcopy(model.state_dict()), batches, VISTrainer.build_optimizer
+    return cfg, model, copy.deepcopy(model.state_dict()), batches
 
 
 def bench_bf16(args):
     """The demo's whole training step (forward, backward, AdamW with clipping) in float32 and
     under CPU bfloat16 autocast (SOLVER.CPU_BF16), on the same batches from the same weights,
     two interleaved rounds."""
+    from vis_d2.engine import VISTrainer
     from vis_d2.engine.trainer import cpu_has_bf16
 
-    cfg, model, start, batches, build_opt = _demo_training_setup(args, args.iters + 3)
+    cfg, model, start, batches = _demo_training_setup(args, args.iters + 3)
     rows = {}
     for name, bf16 in [("float32", False), ("bfloat16 autocast", True)] * 2:
         model.load_state_dict(start)
-        opt = build_opt(cfg, model)
+        opt = VISTrainer.build_optimizer(cfg, model)
         rows.setdefault(name, []).append(_mean_step_seconds(model, batches, opt, 3, bf16))
     print(f"R18 demo training step, {cfg.SOLVER.IMS_PER_BATCH} pairs, {torch.get_num_threads()} threads, "
           f"mean of {args.iters} steps, best of two interleaved rounds; CPU bfloat16 "
@@ -299,7 +299,9 @@ def bench_bf16(args):
 def bench_layout(args):
     """The demo's float32 training step with the default (contiguous) memory layout and with
     channels-last weights and input, same batches and weights, two interleaved rounds."""
-    cfg, model, start, batches, build_opt = _demo_training_setup(args, args.iters + 3)
+    from vis_d2.engine import VISTrainer
+
+    cfg, model, start, batches = _demo_training_setup(args, args.iters + 3)
     preprocess = model.preprocess_image
 
     def channels_last_input(*a, **k):
@@ -313,7 +315,8 @@ def bench_layout(args):
         model.load_state_dict(start)
         model.to(memory_format=layout)
         model.preprocess_image = channels_last_input if layout is torch.channels_last else preprocess
-        rows.setdefault(name, []).append(_mean_step_seconds(model, batches, build_opt(cfg, model), 3))
+        rows.setdefault(name, []).append(_mean_step_seconds(
+            model, batches, VISTrainer.build_optimizer(cfg, model), 3))
     print(f"R18 demo training step, float32, {torch.get_num_threads()} threads, mean of "
           f"{args.iters} steps, best of two interleaved rounds")
     base = min(rows["contiguous"])
@@ -325,18 +328,15 @@ def bench_profile(args):
     """torch.profiler over ``--iters`` float32 training steps of the demo model (after 3
     warm-up steps): the 25 ops with the most self CPU time, and the 15 heaviest
     (op, input shapes) pairs, which name the layers."""
-    from detectron2.utils.events import EventStorage
     from torch.profiler import ProfilerActivity, profile
 
-    cfg, model, _, batches, build_opt = _demo_training_setup(args, args.iters + 3)
-    opt = build_opt(cfg, model)
-    _mean_step_seconds(model, batches[:3], opt, 0)
-    with EventStorage(0), profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
-        for b in batches[3:]:
-            loss = sum(model(b).values())
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
+    from vis_d2.engine import VISTrainer
+
+    cfg, model, _, batches = _demo_training_setup(args, args.iters + 3)
+    opt = VISTrainer.build_optimizer(cfg, model)
+    _mean_step_seconds(model, batches[:3], opt, 0)  # warm-up, outside the profile
+    with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
+        _mean_step_seconds(model, batches[3:], opt, 0)
     print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=25))
     print(prof.key_averages(group_by_input_shape=True).table(
         sort_by="self_cpu_time_total", row_limit=15, max_shapes_column_width=80))

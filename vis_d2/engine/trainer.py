@@ -146,9 +146,6 @@ class VISTrainer(DefaultTrainer):
         self.ema = ModelEMA(model, cfg.SOLVER.EMA.DECAY) if cfg.SOLVER.EMA.ENABLED else None
         model = create_ddp_model(model, broadcast_buffers=False)
         self._trainer = trainer_type(model, data_loader, optimizer)
-        # The demo reports it: a CPU without bfloat16 instructions trains in float32 at ~1.3x
-        # the step time, so a time budget trains fewer steps (docs/BENCHMARKS.md, round 11).
-        self.precision = step_precision(trainer_type)
         self.scheduler = self.build_lr_scheduler(cfg, optimizer)
         extra = {"model_ema": self.ema.averaged} if self.ema is not None else {}
         self.checkpointer = AtomicCheckpointer(
@@ -158,6 +155,13 @@ class VISTrainer(DefaultTrainer):
         self.max_iter = cfg.SOLVER.MAX_ITER
         self.cfg = cfg
         self.register_hooks(self.build_hooks())
+
+    @property
+    def precision(self) -> str:
+        """The precision the steps train in (:func:`step_precision`). The demo reports it: a
+        CPU without bfloat16 instructions trains in float32 at ~1.3x the step time, so a time
+        budget trains fewer steps (docs/BENCHMARKS.md, round 11)."""
+        return step_precision(type(self._trainer))
 
     def build_hooks(self):
         ret = super().build_hooks()
