@@ -157,8 +157,8 @@ def test_lazy_rows_match_yaml_tracker_and_schedule():
         sched_y.step()
         sched_l.step()
     np.testing.assert_allclose(lrs_l, lrs_y, rtol=1e-9)
-    assert lrs_y[2099] == pytest.approx(5e-4) and lrs_y[2100] == pytest.approx(5e-5)
-    assert lrs_y[2630] == pytest.approx(5e-6) and lrs_y[0] == pytest.approx(5e-4 * 0.001)
+    assert lrs_y[2699] == pytest.approx(5e-4) and lrs_y[2700] == pytest.approx(5e-5)
+    assert lrs_y[3380] == pytest.approx(5e-6) and lrs_y[0] == pytest.approx(5e-4 * 0.001)
 
 
 def test_lazy_training_and_data_settings_match_the_yaml():

@@ -45,7 +45,7 @@ def test_demo_trains_within_its_budget_unless_a_schedule_is_asked_for():
     cfg = get_vis_cfg(CONFIG, opts)
     budgeted = demo.with_time_budget(cfg, opts, 14.5)
     assert budgeted.SOLVER.MAX_TRAIN_MINUTES == 14.5
-    assert budgeted.SOLVER.MAX_ITER == cfg.SOLVER.MAX_ITER == 2800
+    assert budgeted.SOLVER.MAX_ITER == cfg.SOLVER.MAX_ITER == 3600
     assert cfg.SOLVER.MAX_TRAIN_MINUTES == 0.0  # the given config is left alone
     for extra in (["SOLVER.MAX_ITER", "1000"], ["SOLVER.MAX_TRAIN_MINUTES", "30.0"]):
         own = get_vis_cfg(CONFIG, opts + extra)

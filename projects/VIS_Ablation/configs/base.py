@@ -50,7 +50,7 @@ from vis_d2.modeling.track_head import TrackHead
 
 # Names starting with "_" are not config keys (LazyConfig.load skips them).
 _ROI_SCALES = (1.0 / 4, 1.0 / 8, 1.0 / 16, 1.0 / 32)  # p2..p5
-_MAX_ITER = 2800                        # SOLVER.MAX_ITER of R18_demo.yaml
+_MAX_ITER = 3600                        # SOLVER.MAX_ITER of R18_demo.yaml
 
 # ---- model ---------------------------------------------------------------------------------
 model = L(VideoRCNN)(
@@ -238,11 +238,11 @@ optimizer = L(torch.optim.AdamW)(
     betas=(0.9, 0.999),
     weight_decay=0.01,
 )
-# x0.1 at iterations 2100 and 2630 of 2800 after a 100-iteration linear warm-up. A ParamScheduler
+# x0.1 at iterations 2700 and 3380 of 3600 after a 100-iteration linear warm-up. A ParamScheduler
 # sees training progress as a fraction, so a shorter train.max_iter keeps the same shape.
 lr_multiplier = L(WarmupParamScheduler)(
     scheduler=L(MultiStepParamScheduler)(
-        values=[1.0, 0.1, 0.01], milestones=[2100, 2630], num_updates=_MAX_ITER
+        values=[1.0, 0.1, 0.01], milestones=[2700, 3380], num_updates=_MAX_ITER
     ),
     warmup_length=100 / _MAX_ITER,
     warmup_method="linear",
