@@ -74,6 +74,11 @@ def add_vis_config(cfg):
     # masks' areas, as the IoU metric does; the BCE weighs each of the 28x28 pixels alike.
     _C.MODEL.VIS.MASK_DICE_WEIGHT = 0.0
 
+    # Per-class NMS on each frame's pasted masks at this IoU, after the box NMS and every
+    # rescoring (vis_d2/modeling/mask_nms.py); 0 disables it. Partial boxes on an object
+    # overlap its full box by IoU < 0.5, pass the box NMS and become rival tracks.
+    _C.MODEL.VIS.MASK_NMS_THRESH = 0.0
+
     # ---- online tracker (vis_d2/tracking) ----------------------------------------------------
     _C.MODEL.VIS.TRACKER = CN()
     # Association score = log_softmax([0, e.m_1..e.m_N]) + a*log(score) + b*IoU + c*[same label]

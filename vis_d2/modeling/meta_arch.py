@@ -19,6 +19,7 @@ from detectron2.modeling import META_ARCH_REGISTRY, GeneralizedRCNN
 from detectron2.structures import ImageList, Instances
 
 from .aux_heads import build_multilabel_head, build_semseg_aux_head
+from .mask_nms import mask_nms
 
 __all__ = ["VideoRCNN"]
 
@@ -55,6 +56,7 @@ class VideoRCNN(GeneralizedRCNN):
         multilabel_head: Optional[nn.Module] = None,
         multilabel_rescore_test: bool = False,
         ref_backbone_grad: bool = True,
+        mask_nms_thresh: float = 0.0,
         **kwargs,
     ):
         """
@@ -72,6 +74,9 @@ class VideoRCNN(GeneralizedRCNN):
                 backbone without gradient: the track head still learns from both frames and
                 the backbone from the key frames, and a training step costs about a quarter
                 less (used by the CPU demo).
+            mask_nms_thresh: > 0 runs per-class NMS on the pasted masks of each frame's
+                detections at this IoU, after all rescoring (:mod:`vis_d2.modeling.mask_nms`);
+                0 (the default) leaves detectron2's box NMS alone.
             kwargs: GeneralizedRCNN's arguments (backbone, proposal_generator, roi_heads, ...).
         """
         super().__init__(**kwargs)
@@ -84,6 +89,10 @@ class VideoRCNN(GeneralizedRCNN):
         self.multilabel_head = multilabel_head
         self.multilabel_rescore_test = multilabel_rescore_test
         self.ref_backbone_grad = ref_backbone_grad
+        if not 0.0 <= mask_nms_thresh <= 1.0:
+            raise ValueError(f"VideoRCNN: MODEL.VIS.MASK_NMS_THRESH must be in [0, 1] (0: off), "
+                             f"got {mask_nms_thresh}")
+        self.mask_nms_thresh = float(mask_nms_thresh)
         self._bottom_up_out: Optional[Dict[str, torch.Tensor]] = None
         self._capturing = False
         if multilabel_head is not None:
@@ -111,6 +120,7 @@ class VideoRCNN(GeneralizedRCNN):
             )
         ret["multilabel_rescore_test"] = bool(vis.MULTILABEL.RESCORE_TEST)
         ret["ref_backbone_grad"] = bool(vis.REF_BACKBONE_GRAD)
+        ret["mask_nms_thresh"] = float(vis.MASK_NMS_THRESH)
         return ret
 
     # ------------------------------------------------------------------------------------------
@@ -186,10 +196,24 @@ class VideoRCNN(GeneralizedRCNN):
         detected_instances: Optional[List[Instances]] = None,
         do_postprocess: bool = True,
     ):
-        """GeneralizedRCNN's inference; with ``multilabel_rescore_test`` each detection's score
-        is multiplied by the frame's predicted probability of its class, after the ROI heads'
-        NMS, score threshold and top-k: it changes the kept detections' scores and ranking, not
-        which are kept (the tracker's own score threshold then sees the rescaled scores)."""
+        """GeneralizedRCNN's inference, then two optional steps.
+
+        * ``multilabel_rescore_test``: each detection's score is multiplied by the frame's
+          predicted probability of its class, after the ROI heads' NMS, score threshold and
+          top-k: it changes the kept detections' scores and ranking, not which are kept (the
+          tracker's own score threshold then sees the rescaled scores).
+        * ``mask_nms_thresh`` > 0: per-class mask NMS (:func:`vis_d2.modeling.mask_nms.mask_nms`)
+          of the postprocessed detections (masks pasted at the input's ``height`` x ``width``),
+          after every rescoring. Without ``do_postprocess`` the masks are not pasted yet and
+          the step is left to the caller.
+        """
+        results = self._inference(batched_inputs, detected_instances, do_postprocess)
+        if self.mask_nms_thresh > 0 and do_postprocess:
+            results = [dict(r, instances=mask_nms(r["instances"], self.mask_nms_thresh))
+                       for r in results]
+        return results
+
+    def _inference(self, batched_inputs, detected_instances, do_postprocess):
         if not self.multilabel_rescore_test:
             return super().inference(batched_inputs, detected_instances, do_postprocess)
         with self._capturing_bottom_up():

@@ -148,6 +148,7 @@ model = L(VideoRCNN)(
     pixel_std=[60.0, 60.0, 60.0],
     input_format="BGR",
     ref_backbone_grad=False,  # MODEL.VIS.REF_BACKBONE_GRAD of R18_demo.yaml
+    mask_nms_thresh=0.3,  # MODEL.VIS.MASK_NMS_THRESH of R18_demo.yaml
 )
 
 # ---- data ----------------------------------------------------------------------------------
