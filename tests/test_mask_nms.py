@@ -93,6 +93,10 @@ def test_video_rcnn_applies_mask_nms_to_its_outputs(monkeypatch):
     with pytest.raises(ValueError, match="MASK_NMS_THRESH"):
         build_model(get_vis_cfg("configs/synthvis/R18_demo.yaml",
                                 ["MODEL.DEVICE", "cpu", "MODEL.VIS.MASK_NMS_THRESH", "1.5"]))
+    with pytest.raises(ValueError, match="MASK_ON"):
+        build_model(get_vis_cfg("configs/synthvis/R18_demo.yaml",
+                                ["MODEL.DEVICE", "cpu", "MODEL.MASK_ON", "False",
+                                 "MODEL.VIS.MASK_CLASS.ENABLED", "False"]))
 
 
 def test_demo_config_turns_it_on():

@@ -92,6 +92,9 @@ class VideoRCNN(GeneralizedRCNN):
         if not 0.0 <= mask_nms_thresh <= 1.0:
             raise ValueError(f"VideoRCNN: MODEL.VIS.MASK_NMS_THRESH must be in [0, 1] (0: off), "
                              f"got {mask_nms_thresh}")
+        if mask_nms_thresh > 0 and not getattr(self.roi_heads, "mask_on", False):
+            raise ValueError("VideoRCNN: MODEL.VIS.MASK_NMS_THRESH > 0 needs the mask branch "
+                             "(MODEL.MASK_ON True)")
         self.mask_nms_thresh = float(mask_nms_thresh)
         self._bottom_up_out: Optional[Dict[str, torch.Tensor]] = None
         self._capturing = False
