@@ -50,11 +50,10 @@ def predictions_by_threshold(model, loader, settings, thresholds):
             for t in thresholds:
                 dets = []
                 for i, inst in enumerate(outputs):
-                    inst = mask_nms(inst, t) if t > 0 else inst
-                    kept[t] += min(len(inst), settings.max_dets_per_frame)
                     dets.append(instances_to_frame_detections(
-                        inst, settings.max_dets_per_frame,
+                        mask_nms(inst, t) if t > 0 else inst, settings.max_dets_per_frame,
                         source=f"video {video['video_id']} frame {i}"))
+                    kept[t] += len(dets[-1].scores)  # what the tracker is given
                 preds[t] += track_cached_video(dets, video, settings)
     return preds, {t: kept[t] / max(frames_seen, 1) for t in thresholds}
 
