@@ -137,6 +137,7 @@ def test_lazy_rows_match_yaml_tracker_and_schedule():
         assert instantiate(lazy.tracker) == TrackerSettings.from_config(yacs(path)), row
     a1 = instantiate(load_lazy("A1_baseline").tracker)
     assert (a1.momentum, a1.track_nms_thresh) == (0.8, 0.3)  # the demo recipe, round 4
+    assert a1.distance_weight == 2.0  # round 14
     a5 = instantiate(load_lazy("A5_bitrack").tracker)
     assert a5.bitrack and a5.label_voting and a5.label_voting_weight == 0.0
     assert not instantiate(load_lazy("A3_multitask").tracker).bitrack

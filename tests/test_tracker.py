@@ -150,6 +150,55 @@ def test_vanish_and_return(max_age, expected):
     assert {t.track_id: t.frames() for t in tracks} == expected
 
 
+def leaving_video():
+    """Object A (label 1) in frames 0-2 at the left, then gone; from frame 3 a detection of the
+    same label far to the right (another object, or a blob), 7.5 of A's box sizes away, whose
+    embedding resembles A's a little (dot product 5 with A's memory)."""
+    a = ([10, 10, 30, 30], 0.9, 1, onehot(2))
+    far = ([160, 20, 180, 40], 0.3, 1, onehot(2, scale=0.5))
+    return [frame([a] if t < 3 else [far]) for t in range(6)]
+
+
+@pytest.mark.parametrize("distance_weight,expected", [
+    # joining scores log_softmax([0, 5])[1] + 10 - d * 7.5 against "new" log_softmax(...)[0] + 10
+    (0.0, {0: [0, 1, 2, 3, 4, 5]}),        # MaskTrack R-CNN's score: 9.99 > 4.99, the track jumps
+    (0.2, {0: [0, 1, 2, 3, 4, 5]}),        # 8.49 > 4.99: still jumps
+    (2.0, {0: [0, 1, 2], 1: [3, 4, 5]}),  # -5.01 < 4.99: a new track
+])
+def test_distance_term_keeps_a_track_from_jumping(distance_weight, expected):
+    tracks = OnlineTracker(distance_weight=distance_weight).track(leaving_video())
+    assert {t.track_id: t.frames() for t in tracks} == expected
+
+
+def test_distance_term_arithmetic_and_near_return():
+    from vis_d2.tracking.online_tracker import center_distance
+
+    # centres (20, 20) and (170, 30): distance sqrt(150^2 + 10^2) / sqrt(20 * 20)
+    d = center_distance(np.array([[160, 20, 180, 40]]), np.array([[10, 10, 30, 30]]))
+    assert d.shape == (1, 1) and d[0, 0] == pytest.approx(math.hypot(150, 10) / 20)
+    # a zero-area track box counts as 1 pixel^2
+    assert center_distance(np.array([[3, 4, 3, 4]]), np.array([[0, 0, 0, 0]]))[0, 0] == 5.0
+    tracker = OnlineTracker(distance_weight=2.0)
+    frames = leaving_video()
+    tracker.step(0, frames[0])
+    s = tracker.association_scores(frames[3])
+    ls = -np.log1p(np.exp(5.0))           # log_softmax([0, 5])[0]; [1] = ls + 5
+    a_term = math.log(0.3)
+    assert s[0, 0] == pytest.approx(ls + a_term + 10.0, abs=1e-6)
+    assert s[0, 1] == pytest.approx(ls + 5.0 + a_term + 0.0 + 10.0 - 2.0 * d[0, 0], abs=1e-6)
+    # An object that comes back near where it was hidden still gets its track: the vanishing
+    # video's object, shifted by half its size while it was away.
+    back = vanishing_video()
+    for t in range(6, 10):
+        back[t] = frame([([65, 10, 95, 40], 0.9, 1, onehot(2))])
+    tracks = OnlineTracker(distance_weight=2.0).track(back)
+    assert {t.track_id: t.frames() for t in tracks} == {0: [0, 1, 2, 6, 7, 8, 9]}
+    with pytest.raises(TrackingInputError, match="DISTANCE_WEIGHT"):
+        OnlineTracker(distance_weight=-1.0)
+    with pytest.raises(TrackingInputError, match="DISTANCE_WEIGHT"):
+        OnlineTracker(distance_weight=float("nan"))
+
+
 def test_retired_track_leaves_memory():
     tracker = OnlineTracker(max_age=1)
     frames = vanishing_video()
@@ -281,11 +330,14 @@ def test_from_config_and_arguments():
     tr = OnlineTracker.from_config(cfg)
     assert tr.match_coeffs == (1.0, 2.0, 10.0) and tr.label_coeff == 10.0
     assert (tr.score_thresh, tr.max_age, tr.momentum, tr.max_dets) == (0.05, 10, 0.0, 20)
+    assert tr.distance_weight == 0.0   # MaskTrack R-CNN's score unless a config asks
     cfg.MODEL.VIS.TRACKER.LABEL_VOTING = True
     cfg.MODEL.VIS.TRACKER.LABEL_VOTING_WEIGHT = 0.5
     cfg.MODEL.VIS.TRACKER.MAX_AGE = 3
+    cfg.MODEL.VIS.TRACKER.DISTANCE_WEIGHT = 1.5
     tr = OnlineTracker.from_config(cfg)
     assert tr.label_coeff == 0.5 and tr.max_age == 3 and tr.label_voting
+    assert tr.distance_weight == 1.5
     with pytest.raises(TrackingInputError, match="add_vis_config"):
         OnlineTracker.from_config(get_cfg())
     with pytest.raises(TrackingInputError, match="MOMENTUM"):

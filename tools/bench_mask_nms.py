@@ -8,7 +8,7 @@ result with the config's tracker settings, as ``train_net.py --eval-only`` does.
 
     .venv/bin/python tools/bench_mask_nms.py --weights output/demo/model_final.pth \
         [--config-file configs/synthvis/R18_demo.yaml] [--datasets synthvis_val] \
-        [--thresholds 0 0.3 0.5] [opts ...]
+        [--thresholds 0 0.3 0.5] [-- opts ...]
 
 Other splits: DETECTRON2_DATASETS=<root> makes ``synthvis_val`` the ``<root>/synthvis`` set
 (for example one generated with another seed).
@@ -66,10 +66,13 @@ def main():
     ap.add_argument("--thresholds", type=float, nargs="+", default=[0.0, 0.3, 0.5])
     ap.add_argument("opts", nargs=argparse.REMAINDER)
     args = ap.parse_args()
+    # After a list option (--thresholds 0 0.3), "--" is what separates the config overrides
+    # from it; argparse passes that "--" on to the REMAINDER.
+    opts = args.opts[1:] if args.opts[:1] == ["--"] else args.opts
     if not os.path.isfile(args.weights):
         sys.exit(f"bench_mask_nms: weights file {args.weights} does not exist")
     thresholds = sorted(set(args.thresholds))
-    cfg = get_vis_cfg(args.config_file, ["MODEL.WEIGHTS", args.weights, *args.opts])
+    cfg = get_vis_cfg(args.config_file, ["MODEL.WEIGHTS", args.weights, *opts])
     model = VISTrainer.build_model(cfg)
     AtomicCheckpointer(model).load(args.weights)
     model.eval()

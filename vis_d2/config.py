@@ -83,6 +83,10 @@ def add_vis_config(cfg):
     _C.MODEL.VIS.TRACKER = CN()
     # Association score = log_softmax([0, e.m_1..e.m_N]) + a*log(score) + b*IoU + c*[same label]
     _C.MODEL.VIS.TRACKER.MATCH_COEFFS = [1.0, 2.0, 10.0]
+    # ... - d * (distance between the box centres / sqrt(area of the track's box)): d > 0 keeps
+    # a track whose object has left or is hidden from jumping to a far detection; 0 is MaskTrack
+    # R-CNN's score.
+    _C.MODEL.VIS.TRACKER.DISTANCE_WEIGHT = 0.0
     # Detections scoring below this are not tracked.
     _C.MODEL.VIS.TRACKER.SCORE_THRESH = 0.05
     # Tracks unseen for more than this many frames retire.

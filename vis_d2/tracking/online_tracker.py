@@ -3,11 +3,19 @@
 For detection i of the current frame and active track n (memory embedding m_n, box, label)::
 
     S[i, n] = log_softmax([0, e_i.m_1, ..., e_i.m_N])_n + a*log(score_i)
-              + b*IoU(box_i, box_n) + c*[label_i == label_n]
+              + b*IoU(box_i, box_n) + c*[label_i == label_n] - d*dist(box_i, box_n)
 
-Slot 0 of the softmax stands for "a new object"; it gets IoU 0 and the label term as if
-matched (+c). A track's memory is its latest box and label and its embedding (the latest, or a
+Slot 0 of the softmax stands for "a new object"; it gets IoU 0, distance 0 and the label term as
+if matched (+c). A track's memory is its latest box and label and its embedding (the latest, or a
 momentum average); tracks unseen for more than ``max_age`` frames retire and drop it.
+
+``dist`` is the distance between the two box centres in units of the track box's size (the
+square root of its area); d = 0 (the default) is MaskTrack R-CNN's score. Why it exists: the IoU
+term is 0 for every box that does not touch the track's, so a track whose object has left the
+frame or is hidden (for up to ``max_age`` frames) takes any detection of its label whose
+embedding dot product with the memory beats the "new" slot, wherever it is; on the demo model
+such jumps to a far, low-scoring detection (a fragment of another object, a blob at the border)
+were the most common way a track lost its object (docs/BENCHMARKS.md, round 14).
 
 MaskTrack R-CNN takes each detection's argmax, so two detections can take the
 same track; here each track is taken by at most one detection per frame: the frame is solved
@@ -29,7 +37,7 @@ from scipy.special import log_softmax
 from .frame_detections import FrameDetections, TrackingInputError, pairwise_box_iou
 from .label_voting import track_category_and_score
 
-__all__ = ["OnlineTracker", "Tracklet", "TrackedDetection"]
+__all__ = ["OnlineTracker", "Tracklet", "TrackedDetection", "center_distance"]
 
 # log(score) of a zero score would be -inf and make the assignment infeasible.
 _MIN_SCORE = 1e-12
@@ -139,6 +147,7 @@ class OnlineTracker:
 
     Args:
         match_coeffs: (a, b, c) weights of log(score), box IoU and same-label terms.
+        distance_weight: d >= 0, weight of the centre-distance penalty (see the module doc).
         score_thresh: detections scoring below this are dropped before association.
         max_age: a track unseen for more than this many consecutive frames retires.
         momentum: m in [0, 1); memory embedding = m * old + (1 - m) * new (0 keeps the latest).
@@ -153,6 +162,7 @@ class OnlineTracker:
         self,
         *,
         match_coeffs: Sequence[float] = (1.0, 2.0, 10.0),
+        distance_weight: float = 0.0,
         score_thresh: float = 0.05,
         max_age: int = 10,
         momentum: float = 0.0,
@@ -166,6 +176,10 @@ class OnlineTracker:
             raise TrackingInputError(
                 f"OnlineTracker: match_coeffs (MODEL.VIS.TRACKER.MATCH_COEFFS) must be 3 finite "
                 f"numbers (a, b, c), got {list(match_coeffs)}")
+        if not (math.isfinite(float(distance_weight)) and distance_weight >= 0):
+            raise TrackingInputError(
+                f"OnlineTracker: distance_weight (MODEL.VIS.TRACKER.DISTANCE_WEIGHT) must be a "
+                f"finite number >= 0, got {distance_weight}")
         if not score_thresh >= 0:
             raise TrackingInputError(
                 f"OnlineTracker: score_thresh (MODEL.VIS.TRACKER.SCORE_THRESH) must be >= 0, "
@@ -187,6 +201,7 @@ class OnlineTracker:
                 f"OnlineTracker: label_voting_weight (MODEL.VIS.TRACKER.LABEL_VOTING_WEIGHT) "
                 f"must be finite, got {label_voting_weight}")
         self.match_coeffs = tuple(coeffs)
+        self.distance_weight = float(distance_weight)
         self.score_thresh = float(score_thresh)
         self.max_age = int(max_age)
         self.momentum = float(momentum)
@@ -246,7 +261,8 @@ class OnlineTracker:
 
     def association_scores(self, frame_dets: FrameDetections,
                            keep: Optional[np.ndarray] = None) -> np.ndarray:
-        """MaskTrack R-CNN scores against the active tracks, before assignment.
+        """MaskTrack R-CNN scores (with the distance term) against the active tracks, before
+        assignment.
 
         Args:
             frame_dets: the current frame.
@@ -273,16 +289,19 @@ class OnlineTracker:
                                    np.stack([m.box for m in self._active])).astype(np.float64)
             same = frame_dets.labels[keep][:, None] == np.array(
                 [m.label for m in self._active], dtype=np.int64)[None, :]
+            dist = (center_distance(frame_dets.boxes[keep], np.stack([m.box for m in self._active]))
+                    if self.distance_weight else np.zeros((k, n)))
         else:
             dots = np.zeros((k, 0))
             iou = np.zeros((k, 0))
             same = np.zeros((k, 0), dtype=bool)
+            dist = np.zeros((k, 0))
         logits = np.concatenate([np.zeros((k, 1)), dots], axis=1)
         scores = log_softmax(logits, axis=1)
         scores += a * np.log(np.maximum(frame_dets.scores[keep].astype(np.float64),
                                         _MIN_SCORE))[:, None]
         scores[:, 0] += c                      # "new": IoU 0, label counted as matched
-        scores[:, 1:] += b * iou + c * same
+        scores[:, 1:] += b * iou + c * same - self.distance_weight * dist
         return scores
 
     def step(self, frame_idx: int, frame_dets: FrameDetections) -> List[int]:
@@ -373,6 +392,25 @@ class OnlineTracker:
         for t in order:
             self.step(t, frames[t])
         return self.tracklets()
+
+
+def center_distance(boxes: np.ndarray, track_boxes: np.ndarray) -> np.ndarray:
+    """Distance between box centres in units of the track box's size.
+
+    Args:
+        boxes: (K, 4) XYXY detection boxes.
+        track_boxes: (N, 4) XYXY boxes of the tracks' memory.
+
+    Returns:
+        (K, N) float64: ``|centre(box_k) - centre(track_n)| / sqrt(area(track_n))``; a track box
+        of zero area counts as 1 pixel^2, so the distance stays finite.
+    """
+    b = np.asarray(boxes, dtype=np.float64)
+    t = np.asarray(track_boxes, dtype=np.float64)
+    bc = (b[:, None, :2] + b[:, None, 2:]) / 2.0
+    tc = (t[None, :, :2] + t[None, :, 2:]) / 2.0
+    size = np.sqrt(np.maximum((t[:, 2] - t[:, 0]) * (t[:, 3] - t[:, 1]), 1.0))
+    return np.linalg.norm(bc - tc, axis=2) / size[None, :]
 
 
 def check_frames(frames: Sequence[FrameDetections]) -> None:

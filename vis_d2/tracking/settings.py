@@ -22,6 +22,7 @@ class TrackerSettings:
     """
 
     match_coeffs: Tuple[float, float, float] = (1.0, 2.0, 10.0)
+    distance_weight: float = 0.0
     score_thresh: float = 0.05
     max_age: int = 10
     momentum: float = 0.0
@@ -57,6 +58,7 @@ class TrackerSettings:
                 "call vis_d2.config.add_vis_config(cfg) first") from None
         return cls(
             match_coeffs=tuple(t.MATCH_COEFFS),
+            distance_weight=float(t.DISTANCE_WEIGHT),
             score_thresh=float(t.SCORE_THRESH),
             max_age=int(t.MAX_AGE),
             momentum=float(t.MOMENTUM),
@@ -74,6 +76,7 @@ class TrackerSettings:
         """The :class:`OnlineTracker` these settings describe (as ``OnlineTracker.from_config``)."""
         return OnlineTracker(
             match_coeffs=self.match_coeffs,
+            distance_weight=self.distance_weight,
             score_thresh=self.score_thresh,
             max_age=self.max_age,
             momentum=self.momentum,

@@ -216,6 +216,7 @@ dataloader.evaluator = L(YTVISEvaluator)(
 # ---- tracking (video inference) ------------------------------------------------------------
 tracker = L(TrackerSettings)(
     match_coeffs=[1.0, 2.0, 10.0],
+    distance_weight=2.0,
     score_thresh=0.1,
     max_age=10,
     momentum=0.8,
