@@ -15,7 +15,7 @@ term is 0 for every box that does not touch the track's, so a track whose object
 frame or is hidden (for up to ``max_age`` frames) takes any detection of its label whose
 embedding dot product with the memory beats the "new" slot, wherever it is; on the demo model
 such jumps to a far, low-scoring detection (a fragment of another object, a blob at the border)
-were the most common way a track lost its object (docs/BENCHMARKS.md, round 14).
+were a common way for a track to lose its object (docs/BENCHMARKS.md, round 14).
 
 MaskTrack R-CNN takes each detection's argmax, so two detections can take the
 same track; here each track is taken by at most one detection per frame: the frame is solved
@@ -300,7 +300,7 @@ class OnlineTracker:
         scores = log_softmax(logits, axis=1)
         scores += a * np.log(np.maximum(frame_dets.scores[keep].astype(np.float64),
                                         _MIN_SCORE))[:, None]
-        scores[:, 0] += c                      # "new": IoU 0, label counted as matched
+        scores[:, 0] += c                      # "new": IoU 0, distance 0, label counted as matched
         scores[:, 1:] += b * iou + c * same - self.distance_weight * dist
         return scores
 
