@@ -285,12 +285,13 @@ class OnlineTracker:
                     f"OnlineTracker: {frame_dets.source or 'frame'} has embeddings of dimension "
                     f"{emb.shape[1]} but the tracks' memory has dimension {mem.shape[1]}")
             dots = emb @ mem.T
-            iou = pairwise_box_iou(frame_dets.boxes[keep],
-                                   np.stack([m.box for m in self._active])).astype(np.float64)
+            det_boxes = frame_dets.boxes[keep]
+            track_boxes = np.stack([m.box for m in self._active])
+            iou = pairwise_box_iou(det_boxes, track_boxes).astype(np.float64)
             same = frame_dets.labels[keep][:, None] == np.array(
                 [m.label for m in self._active], dtype=np.int64)[None, :]
-            dist = (center_distance(frame_dets.boxes[keep], np.stack([m.box for m in self._active]))
-                    if self.distance_weight else np.zeros((k, n)))
+            dist = (center_distance(det_boxes, track_boxes) if self.distance_weight
+                    else np.zeros((k, n)))
         else:
             dots = np.zeros((k, 0))
             iou = np.zeros((k, 0))
