@@ -25,13 +25,12 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 from detectron2.data import MetadataCatalog  # noqa: E402
 
 import vis_d2  # noqa: E402,F401
-from vis_d2.config import get_vis_cfg  # noqa: E402
-from vis_d2.engine import AtomicCheckpointer, VISTrainer  # noqa: E402
+from bench_common import load_eval_model, score_predictions  # noqa: E402
+from vis_d2.engine import VISTrainer  # noqa: E402
 from vis_d2.engine.video_inference import (  # noqa: E402
     instances_to_frame_detections,
     track_cached_video,
 )
-from vis_d2.evaluation import evaluate_ytvis  # noqa: E402
 from vis_d2.modeling.mask_nms import mask_nms  # noqa: E402
 from vis_d2.tracking.settings import tracker_settings  # noqa: E402
 
@@ -66,16 +65,8 @@ def main():
     ap.add_argument("--thresholds", type=float, nargs="+", default=[0.0, 0.3, 0.5])
     ap.add_argument("opts", nargs=argparse.REMAINDER)
     args = ap.parse_args()
-    # After a list option (--thresholds 0 0.3), "--" is what separates the config overrides
-    # from it; argparse passes that "--" on to the REMAINDER.
-    opts = args.opts[1:] if args.opts[:1] == ["--"] else args.opts
-    if not os.path.isfile(args.weights):
-        sys.exit(f"bench_mask_nms: weights file {args.weights} does not exist")
+    cfg, model = load_eval_model("bench_mask_nms", args.config_file, args.weights, args.opts)
     thresholds = sorted(set(args.thresholds))
-    cfg = get_vis_cfg(args.config_file, ["MODEL.WEIGHTS", args.weights, *opts])
-    model = VISTrainer.build_model(cfg)
-    AtomicCheckpointer(model).load(args.weights)
-    model.eval()
     model.mask_nms_thresh = 0.0  # every threshold filters the same unfiltered detections
     settings = tracker_settings(cfg)
     for name in args.datasets:
@@ -83,15 +74,13 @@ def main():
         loader = VISTrainer.build_test_loader(cfg, name)
         preds, per_frame = predictions_by_threshold(model, loader, settings, thresholds)
         meta = MetadataCatalog.get(name)
-        to_json = {v: k for k, v in meta.thing_dataset_id_to_contiguous_id.items()}
         print(f"{name} ({meta.json_file}), {len(loader)} videos, "
               f"{time.perf_counter() - start:.0f} s")
         print(f"  {'MASK_NMS_THRESH':>15s} {'dets/frame':>10s} {'AP':>7s} {'AP50':>7s} "
               f"{'AP75':>7s} {'AR10':>7s} {'dAP':>7s}")
         base = None
         for t in thresholds:
-            m = evaluate_ytvis(meta.json_file, [dict(p, category_id=to_json[p["category_id"]])
-                                                for p in preds[t]])
+            m = score_predictions(name, preds[t])
             base = m["AP"] if base is None else base
             label = "off" if t == 0 else f"{t:g}"
             print(f"  {label:>15s} {per_frame[t]:10.2f} {m['AP']:7.4f} {m['AP50']:7.4f} "

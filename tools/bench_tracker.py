@@ -29,13 +29,12 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 from detectron2.data import MetadataCatalog  # noqa: E402
 
 import vis_d2  # noqa: E402,F401
-from vis_d2.config import get_vis_cfg  # noqa: E402
-from vis_d2.engine import AtomicCheckpointer, VISTrainer  # noqa: E402
+from bench_common import load_eval_model, score_predictions  # noqa: E402
+from vis_d2.engine import VISTrainer  # noqa: E402
 from vis_d2.engine.video_inference import (  # noqa: E402
     cache_video_detections,
     track_cached_video,
 )
-from vis_d2.evaluation import evaluate_ytvis  # noqa: E402
 from vis_d2.tracking.settings import TrackerSettings, tracker_settings  # noqa: E402
 
 
@@ -68,24 +67,16 @@ def main():
                     help="JSON objects of TrackerSettings fields, e.g. '{\"distance_weight\": 0}'")
     ap.add_argument("opts", nargs=argparse.REMAINDER)
     args = ap.parse_args()
-    # After a list option, "--" separates the config overrides; argparse passes it on.
-    opts = args.opts[1:] if args.opts[:1] == ["--"] else args.opts
-    if not os.path.isfile(args.weights):
-        sys.exit(f"bench_tracker: weights file {args.weights} does not exist")
-    cfg = get_vis_cfg(args.config_file, ["MODEL.WEIGHTS", args.weights, *opts])
+    cfg, model = load_eval_model("bench_tracker", args.config_file, args.weights, args.opts)
     variants = parse_variants(args.variants, tracker_settings(cfg))
     # Cache as many detections per frame as the most generous variant tracks (0: all of them).
     per_frame = [s.max_dets_per_frame for _, s in variants]
     max_dets = 0 if 0 in per_frame else max(per_frame)
-    model = VISTrainer.build_model(cfg)
-    AtomicCheckpointer(model).load(args.weights)
-    model.eval()
     for name in args.datasets:
         start = time.perf_counter()
         loader = VISTrainer.build_test_loader(cfg, name)
         cached = [(video, cache_video_detections(model, video, max_dets)) for video in loader]
         meta = MetadataCatalog.get(name)
-        to_json = {v: k for k, v in meta.thing_dataset_id_to_contiguous_id.items()}
         print(f"{name} ({meta.json_file}), {len(cached)} videos, model pass "
               f"{time.perf_counter() - start:.0f} s")
         print(f"  {'AP':>7s} {'AP50':>7s} {'AP75':>7s} {'AR1':>7s} {'AR10':>7s} {'dAP':>7s}  variant")
@@ -94,8 +85,7 @@ def main():
             preds = []
             for video, dets in cached:
                 preds += track_cached_video(dets, video, settings)
-            m = evaluate_ytvis(meta.json_file, [dict(p, category_id=to_json[p["category_id"]])
-                                                for p in preds])
+            m = score_predictions(name, preds)
             base = m["AP"] if base is None else base
             print(f"  {m['AP']:7.4f} {m['AP50']:7.4f} {m['AP75']:7.4f} {m['AR1']:7.4f} "
                   f"{m['AR10']:7.4f} {m['AP'] - base:+7.4f}  {label}", flush=True)
