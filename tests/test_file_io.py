@@ -39,3 +39,38 @@ def test_a_failed_write_keeps_the_old_file(tmp_path):
             raise RuntimeError("killed mid-write")
     assert json.loads(target.read_text()) == [1, 2, 3]
     assert sorted(os.listdir(tmp_path)) == ["results.json"]   # no temp file left behind
+
+
+def test_a_failed_checkpoint_names_file_and_free_space_and_keeps_the_old_one(tmp_path,
+                                                                           monkeypatch):
+    """A full disk made torch's zip writer fail with 'unexpected pos 40565760 vs 40565652'
+    (CI, round 14): the error must name the file and the free space, and leave the last
+    good checkpoint and last_checkpoint as they were."""
+    import shutil
+
+    import torch
+
+    from vis_d2.engine import checkpoint as ckpt_mod
+
+    model = torch.nn.Linear(256, 1024)   # 1 MiB of float32 weights
+    ckpt = ckpt_mod.AtomicCheckpointer(model, str(tmp_path))
+    ckpt.save("model_0000999")
+    good = (tmp_path / "model_0000999.pth").read_bytes()
+
+    def disk_full(obj, f):
+        f.write(b"PK partial")
+        raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 4 vs 2")
+
+    monkeypatch.setattr(ckpt_mod.torch, "save", disk_full)
+    usage = shutil.disk_usage(str(tmp_path))
+    monkeypatch.setattr(ckpt_mod.shutil, "disk_usage",
+                        lambda p: usage._replace(free=512 * 1024))
+    with pytest.raises(RuntimeError) as err:
+        ckpt.save("model_0001999")
+    msg = str(err.value)
+    assert os.path.join(str(tmp_path), "model_0001999.pth") in msg
+    assert "unexpected pos 4 vs 2" in msg
+    assert "0.5 MiB are free" in msg and "too little" in msg and "1.0 MiB of weights" in msg
+    assert sorted(os.listdir(tmp_path)) == ["last_checkpoint", "model_0000999.pth"]
+    assert (tmp_path / "model_0000999.pth").read_bytes() == good
+    assert (tmp_path / "last_checkpoint").read_text() == "model_0000999.pth"

@@ -6,6 +6,7 @@ rewrites ``last_checkpoint`` in place; a kill during either leaves a file that b
 place with ``os.replace`` (atomic on POSIX).
 """
 import os
+import shutil
 
 import torch
 
@@ -31,6 +32,18 @@ def check_weights_path(weights: str) -> None:
         )
 
 
+def _free_space_note(folder: str, state_dict) -> str:
+    """One sentence on the free space in ``folder`` against the size of the model weights."""
+    free = shutil.disk_usage(folder).free
+    weights = sum(t.numel() * t.element_size() for t in state_dict.values()
+                  if isinstance(t, torch.Tensor))
+    note = f"{free / 2**20:.1f} MiB are free on the filesystem of '{folder}'"
+    if free < 2 * weights:
+        # the checkpoint holds the weights plus optimizer state (AdamW: twice the weights again)
+        note += f", too little for a checkpoint of {weights / 2**20:.1f} MiB of weights and more"
+    return note + "."
+
+
 class AtomicCheckpointer(DetectionCheckpointer):
     """DetectionCheckpointer whose ``save`` and ``tag_last_checkpoint`` are atomic."""
 
@@ -44,8 +57,17 @@ class AtomicCheckpointer(DetectionCheckpointer):
         basename = f"{name}.pth"
         save_file = os.path.join(self.save_dir, basename)
         self.logger.info(f"Saving checkpoint to {save_file}")
-        with atomic_open(save_file) as f:
-            torch.save(data, f)
+        try:
+            with atomic_open(save_file) as f:
+                torch.save(data, f)
+        except (OSError, RuntimeError) as e:
+            # A full disk surfaces from torch's zip writer as "unexpected pos A vs B", which
+            # names neither the file nor the cause: say both, and that nothing was lost.
+            raise RuntimeError(
+                f"Could not write checkpoint '{save_file}' ({type(e).__name__}: {e}). "
+                f"{_free_space_note(self.save_dir, data['model'])} The checkpoints already in "
+                f"'{self.save_dir}' and its last_checkpoint are unchanged."
+            ) from e
         self.tag_last_checkpoint(basename)
 
     def tag_last_checkpoint(self, last_filename_basename: str) -> None:
