@@ -116,6 +116,8 @@ def test_lazy_and_yacs_rows_build_the_same_model(row):
     assert shapes["roi_heads.mask_class_head.convs.2.weight"] == (64, 32, 3, 3)
     assert lazy_model.roi_heads.mask_class_on_gt_masks            # TRAIN_ON_GT_MASKS
     assert lazy_model.roi_heads.mask_class_score_weight == 0.75
+    assert lazy_model.roi_heads.track_detach_iters == yacs_model.roi_heads.track_detach_iters \
+        == 600  # MODEL.VIS.TRACK_HEAD.DETACH_ITERS, round 15
     assert lazy_model.roi_heads.box_predictor.test_score_thresh == 0.01
     assert lazy_model.mask_nms_thresh == yacs_model.mask_nms_thresh == 0.3  # MASK_NMS_THRESH
     assert shapes["roi_heads.mask_head.mask_fcn4.weight"] == (64, 64, 3, 3)  # NUM_CONV 4

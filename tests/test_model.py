@@ -125,7 +125,9 @@ def test_reference_frames_without_backbone_gradient_same_losses():
     models, grads, losses = {}, {}, {}
     for flag in (True, False):
         torch.manual_seed(0)
-        models[flag] = build_model(_cfg("MODEL.VIS.REF_BACKBONE_GRAD", str(flag)))
+        # DETACH_ITERS 0: loss_track reaches the backbone through the key frames at step 0
+        models[flag] = build_model(_cfg("MODEL.VIS.REF_BACKBONE_GRAD", str(flag),
+                                        "MODEL.VIS.TRACK_HEAD.DETACH_ITERS", "0"))
     models[False].load_state_dict(models[True].state_dict())
     torch.manual_seed(1)
     batch = [_pair()]
@@ -142,3 +144,36 @@ def test_reference_frames_without_backbone_gradient_same_losses():
     for k in losses[True]:
         assert losses[True][k] == pytest.approx(losses[False][k], rel=1e-4, abs=1e-6), k
     assert not torch.allclose(grads[True], grads[False])
+
+
+def test_track_detach_iters_keeps_loss_track_off_the_backbone_until_that_iteration():
+    """MODEL.VIS.TRACK_HEAD.DETACH_ITERS 5: at iteration 4 loss_track trains the track head and
+    nothing it reads (the reference pass has no backbone gradient here either); at iteration 5
+    the same loss reaches the FPN and the stem. The forward pass is the same at both."""
+    torch.manual_seed(0)
+    model = build_model(_cfg("MODEL.VIS.TRACK_HEAD.DETACH_ITERS", "5",
+                             "MODEL.VIS.REF_BACKBONE_GRAD", "False"))
+    model.train()
+    batch = [_pair()]
+    track_loss, grads = {}, {}
+    for it in (4, 5):
+        model.zero_grad(set_to_none=True)
+        torch.manual_seed(2)  # same proposal / ROI sampling at both iterations
+        with EventStorage(it):
+            out = model(batch)
+        track_loss[it] = float(out["loss_track"])
+        out["loss_track"].backward()
+        grads[it] = {name: (0.0 if p.grad is None else float(p.grad.abs().sum()))
+                     for name, p in (("stem", model.backbone.bottom_up.stem.conv1.weight),
+                                     ("fpn", model.backbone.fpn_output2.weight),
+                                     ("head", model.roi_heads.track_head.fcs[0].weight))}
+    assert track_loss[4] == pytest.approx(track_loss[5], rel=1e-6) and track_loss[4] > 0
+    assert grads[4]["stem"] == 0.0 and grads[4]["fpn"] == 0.0 and grads[4]["head"] > 0
+    assert grads[5]["stem"] > 0 and grads[5]["fpn"] > 0
+    assert grads[5]["head"] == pytest.approx(grads[4]["head"], rel=1e-5)
+
+
+@pytest.mark.parametrize("value", ["-1"])
+def test_track_detach_iters_must_be_a_count(value):
+    with pytest.raises(ValueError, match="MODEL.VIS.TRACK_HEAD.DETACH_ITERS"):
+        build_model(_cfg("MODEL.VIS.TRACK_HEAD.DETACH_ITERS", value))

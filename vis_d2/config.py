@@ -18,6 +18,9 @@ def add_vis_config(cfg):
     _C.MODEL.VIS.TRACK_HEAD.FC_DIM = 1024
     _C.MODEL.VIS.TRACK_HEAD.EMBED_DIM = 1024
     _C.MODEL.VIS.TRACK_HEAD.LOSS_WEIGHT = 1.0
+    # The first DETACH_ITERS training iterations, loss_track trains the track head only, not the
+    # backbone and FPN it reads (0: never).
+    _C.MODEL.VIS.TRACK_HEAD.DETACH_ITERS = 0
     # ---- FPN ---------------------------------------------------------------------------------
     # The paper's FPN has 6 levels (P2..P7); False gives the standard 5 (P2..P6).
     _C.MODEL.VIS.FPN_P7 = True

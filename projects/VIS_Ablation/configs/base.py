@@ -136,6 +136,9 @@ model = L(VideoRCNN)(
             embed_dim=256,
         ),
         track_loss_weight=1.0,
+        # MODEL.VIS.TRACK_HEAD.DETACH_ITERS: the first 600 steps loss_track trains the track
+        # head only, not the features it reads (the demo recipe, round 15)
+        track_detach_iters=600,
         # MODEL.VIS.MASK_CLASS: classify each detection from its predicted 28x28 mask too
         mask_class_head=L(MaskClassHead)(
             num_classes="${..num_classes}", mask_size=28, conv_dims=[32, 64], fc_dim=256
