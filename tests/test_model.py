@@ -148,11 +148,12 @@ def test_reference_frames_without_backbone_gradient_same_losses():
 
 def test_track_detach_iters_keeps_loss_track_off_the_backbone_until_that_iteration():
     """MODEL.VIS.TRACK_HEAD.DETACH_ITERS 5: at iteration 4 loss_track trains the track head and
-    nothing it reads (the reference pass has no backbone gradient here either); at iteration 5
-    the same loss reaches the FPN and the stem. The forward pass is the same at both."""
+    nothing it reads, through neither the key nor the reference frame (whose pass has gradient
+    here); at iteration 5 the same loss reaches the FPN and the stem. The forward pass is the
+    same at both."""
     torch.manual_seed(0)
     model = build_model(_cfg("MODEL.VIS.TRACK_HEAD.DETACH_ITERS", "5",
-                             "MODEL.VIS.REF_BACKBONE_GRAD", "False"))
+                             "MODEL.VIS.REF_BACKBONE_GRAD", "True"))
     model.train()
     batch = [_pair()]
     track_loss, grads = {}, {}

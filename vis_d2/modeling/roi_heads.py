@@ -97,8 +97,8 @@ class VISROIHeads(StandardROIHeads):
             track_head: RoI features (R, C, S_box, S_box) -> embeddings (R, D).
             track_loss_weight: weight of ``loss_track``.
             track_detach_iters: for this many first training iterations the track head reads
-                the key frame's features detached, so ``loss_track`` trains the track head only
-                and not the backbone and FPN; 0 never detaches.
+                the key and reference frames' features detached, so ``loss_track`` trains the
+                track head only and not the backbone and FPN; 0 never detaches.
             tcis: a :class:`~vis_d2.modeling.tcis.TCIS` over the mask pooler's features, or
                 None to disable TCIS.
             tcis_loss_weight: weight of ``loss_tcis``.
@@ -242,7 +242,9 @@ class VISROIHeads(StandardROIHeads):
             # learns slowly (loss_mask ~0.48 instead of ~0.26 at step 350, and behind for the
             # whole run); the box and mask heads shape the features first (docs/BENCHMARKS.md,
             # round 15).
+            # (the reference frames too, for configs whose reference pass has gradient)
             features = {k: v.detach() for k, v in features.items()}
+            ref_features = {k: v.detach() for k, v in ref_features.items()}
         fg, _ = select_foreground_proposals(proposals, self.num_classes)
         key_embeds = self.embed_boxes(features, [p.proposal_boxes for p in fg])
         ref_embeds = self.embed_boxes(ref_features, [t.gt_boxes for t in ref_targets])
