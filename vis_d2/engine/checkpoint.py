@@ -39,7 +39,8 @@ def _free_space_note(folder: str, state_dict) -> str:
                   if isinstance(t, torch.Tensor))
     note = f"{free / 2**20:.1f} MiB are free on the filesystem of '{folder}'"
     if free < 2 * weights:
-        # the checkpoint holds the weights plus optimizer state (AdamW: twice the weights again)
+        # a checkpoint holds the weights and more (optimizer state, EMA, scheduler): below
+        # twice the weights' size it does not fit
         note += f", too little for a checkpoint of {weights / 2**20:.1f} MiB of weights and more"
     return note + "."
 

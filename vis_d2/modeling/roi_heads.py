@@ -241,8 +241,7 @@ class VISROIHeads(StandardROIHeads):
             # instances apart, holds the shared FPN features in a state where the mask head
             # learns slowly (loss_mask ~0.48 instead of ~0.26 at step 350, and behind for the
             # whole run); the box and mask heads shape the features first (docs/BENCHMARKS.md,
-            # round 15).
-            # (the reference frames too, for configs whose reference pass has gradient)
+            # round 15). The reference features too: with REF_BACKBONE_GRAD they carry gradient.
             features = {k: v.detach() for k, v in features.items()}
             ref_features = {k: v.detach() for k, v in ref_features.items()}
         fg, _ = select_foreground_proposals(proposals, self.num_classes)
