@@ -16,6 +16,7 @@ import pytest
 import torch
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
+from detectron2.config import LazyCall as L
 from detectron2.config import LazyConfig, instantiate
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.data.transforms import ResizeShortestEdge
@@ -30,10 +31,8 @@ from vis_d2.data.augmentation import build_pair_augmentation
 from vis_d2.data.build import build_vis_test_loader, build_vis_train_loader
 from vis_d2.data.build import get_vis_train_dataset_dicts
 from vis_d2.data.ytvis import categories_to_metadata, register_ytvis_instances
-from vis_d2.engine.video_inference import track_cached_video
-from vis_d2.tracking import TrackerSettings, tracker_settings
 from vis_d2.evaluation import evaluate_ytvis
-from vis_d2.tracking import FrameDetections
+from vis_d2.tracking import FrameDetections, VideoTracker
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(REPO, "tools"))
@@ -136,7 +135,7 @@ def test_lazy_and_yacs_rows_build_the_same_model(row):
 def test_lazy_rows_match_yaml_tracker_and_schedule():
     for row, path in TWINS.items():
         lazy = load_lazy(row)
-        assert instantiate(lazy.tracker) == TrackerSettings.from_config(yacs(path)), row
+        assert instantiate(lazy.tracker) == VideoTracker.from_config(yacs(path)), row
     a1 = instantiate(load_lazy("A1_baseline").tracker)
     assert (a1.momentum, a1.track_nms_thresh) == (0.8, 0.3)  # the demo recipe, round 4
     assert a1.distance_weight == 2.0  # round 14
@@ -400,22 +399,19 @@ def _frames():
     return out
 
 
-def test_tracker_settings_replace_the_config():
+def test_video_tracker_from_yacs_and_lazy_agree():
     default = get_vis_cfg()
-    assert TrackerSettings() == TrackerSettings.from_config(default)
+    assert VideoTracker() == VideoTracker.from_config(default)
     cfg = get_vis_cfg(opts=["MODEL.VIS.TRACKER.BITRACK", "True",
                             "MODEL.VIS.TRACKER.LABEL_VOTING", "True",
-                            "MODEL.VIS.TRACKER.MATCH_COEFFS", "[1.0, 2.0, 5.0]"])
-    settings = TrackerSettings(bitrack=True, label_voting=True, match_coeffs=[1.0, 2.0, 5.0])
-    assert tracker_settings(cfg) == settings
-    assert tracker_settings({"bitrack": True, "label_voting": True,
-                             "match_coeffs": (1, 2, 5)}) == settings
-    assert tracker_settings(settings) is settings
+                            "MODEL.VIS.TRACKER.LABEL_WEIGHT", "5.0"])
+    tracker = VideoTracker(bitrack=True, label_voting=True, label_weight=5.0)
+    assert VideoTracker.from_config(cfg) == tracker
+    assert instantiate(L(VideoTracker)(bitrack=True, label_voting=True, label_weight=5)) == tracker
 
     frames = _frames()
-    video = {"video_id": 7}
-    by_cfg = track_cached_video(frames, video, cfg)
-    assert by_cfg == track_cached_video(frames, video, settings)
+    by_cfg = VideoTracker.from_config(cfg).predict(frames, 7)
+    assert by_cfg == tracker.predict(frames, 7)
 
     def summary(preds):  # (category, number of frames) per track
         return sorted((p["category_id"], sum(s is not None for s in p["segmentations"]))
@@ -424,17 +420,14 @@ def test_tracker_settings_replace_the_config():
     # label voting: object 1 is one track of its 5 frames, voted label 1
     assert summary(by_cfg) == [(0, 6), (1, 5)]
     # without it, the flipped frame starts a track of its own
-    assert summary(track_cached_video(frames, video, TrackerSettings())) == \
-        [(0, 6), (1, 4), (2, 1)]
+    assert summary(VideoTracker().predict(frames, 7)) == [(0, 6), (1, 4), (2, 1)]
 
-    with pytest.raises(ValueError, match=r"unknown key\(s\) \['bitrak'\]"):
-        tracker_settings({"bitrak": True})
-    with pytest.raises(TypeError, match="got list"):
-        tracker_settings([1, 2])
+    with pytest.raises(TypeError, match="bitrak"):
+        VideoTracker(bitrak=True)
     from detectron2.config import get_cfg
 
     with pytest.raises(ValueError, match="the config has no MODEL.VIS.TRACKER"):
-        tracker_settings(get_cfg())  # detectron2's defaults without add_vis_config
+        VideoTracker.from_config(get_cfg())  # detectron2's defaults without add_vis_config
 
 
 @pytest.fixture

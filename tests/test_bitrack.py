@@ -4,14 +4,12 @@ import pytest
 
 from vis_d2.tracking import (
     FrameDetections,
-    OnlineTracker,
     TrackedDetection,
     Tracklet,
     TrackingInputError,
+    VideoTracker,
     bitrack,
     merge_bidirectional,
-    predict_video,
-    track_video,
 )
 
 RLE = {"size": [10, 10], "counts": "PP1"}   # masks are only passed through here
@@ -54,7 +52,7 @@ def broken_forward_video():
 
 def test_forward_break_is_repaired():
     frames = broken_forward_video()
-    tracker = OnlineTracker(momentum=0.5)
+    tracker = VideoTracker(momentum=0.5).online()
     assert {t.track_id: t.frames() for t in tracker.track(frames)} == {
         0: [0, 1, 2, 3, 4], 1: [5, 6, 7, 8, 9]}
     assert {t.track_id: t.frames() for t in tracker.track(frames, reverse=True)} == {
@@ -63,32 +61,36 @@ def test_forward_break_is_repaired():
     # The paper's Algorithm 2 would also output forward tracklet 1 (frames 5-9) next to the
     # merge, duplicating those detections; here it is emptied and dropped.
     assert layout(merged) == {0: [(t, 0) for t in range(10)]}
-    preds = predict_video(frames, tracker, video_id=5, bitrack=True)
+    preds = VideoTracker(momentum=0.5, bitrack=True).predict(frames, video_id=5)
     assert len(preds) == 1 and all(s is not None for s in preds[0]["segmentations"])
-    assert len(predict_video(frames, tracker, video_id=5, bitrack=False)) == 2
+    assert len(VideoTracker(momentum=0.5).predict(frames, video_id=5)) == 2
 
 
-def test_track_video_config_switch():
+def test_bitrack_config_switch():
     from detectron2.config import get_cfg
     from vis_d2.config import add_vis_config
 
     cfg = add_vis_config(get_cfg())
     cfg.MODEL.VIS.TRACKER.MOMENTUM = 0.5
     frames = broken_forward_video()
-    assert len(track_video(frames, cfg)) == 2                     # BITRACK off by default
+
+    def num_tracks():
+        return len(VideoTracker.from_config(cfg).track(frames))
+
+    assert num_tracks() == 2                                      # BITRACK off by default
     cfg.MODEL.VIS.TRACKER.BITRACK = True
-    assert len(track_video(frames, cfg)) == 1
-    assert len(track_video(frames, cfg, bitrack=False)) == 2
+    assert num_tracks() == 1
     cfg.MODEL.VIS.TRACKER.BITRACK_IOU_THRESH = 1.0                # mean IoU 1.0 is not > 1.0
-    assert len(track_video(frames, cfg)) == 2
-    assert len(track_video(frames, {"momentum": 0.5}, bitrack=True)) == 1
-    assert len(predict_video(frames, cfg, video_id=1, bitrack=True)) == 2   # thresh 1.0
+    assert num_tracks() == 2
+    assert len(VideoTracker.from_config(cfg).predict(frames, video_id=1)) == 2
+    with pytest.raises(TrackingInputError, match="BITRACK_IOU_THRESH"):
+        VideoTracker(bitrack_iou_thresh=1.5)
 
 
 def test_separate_objects_stay_apart():
     frames = [frame([([0, 0, 20, 20], 0.9, 0, np.array([10.0, 0])),
                      ([100, 0, 120, 20], 0.8, 0, np.array([0, 10.0]))]) for _ in range(8)]
-    merged = bitrack(frames, OnlineTracker(), iou_thresh=0.5)
+    merged = bitrack(frames, VideoTracker().online(), iou_thresh=0.5)
     assert layout(merged) == {0: [(t, 0) for t in range(8)], 1: [(t, 1) for t in range(8)]}
 
 
@@ -176,7 +178,7 @@ def random_video(seed, num_frames=20, num_objects=6, dim=8):
 @pytest.mark.parametrize("seed", [0, 1, 2, 3])
 def test_no_detection_in_two_tracks(seed):
     frames = random_video(seed)
-    tracker = OnlineTracker(max_age=3)
+    tracker = VideoTracker(max_age=3).online()
     fwd = tracker.track(frames)
     bwd = tracker.track(frames, reverse=True)
 
@@ -204,18 +206,18 @@ def test_no_detection_in_two_tracks(seed):
 
 
 def test_empty_video():
-    assert bitrack([], OnlineTracker()) == []
+    assert bitrack([], VideoTracker().online(), 0.5) == []
     frames = [FrameDetections.empty(4) for _ in range(6)]
-    assert bitrack(frames, OnlineTracker()) == []
+    assert bitrack(frames, VideoTracker().online(), 0.5) == []
     assert merge_bidirectional([], [], frames, 0.5) == []
 
 
 def test_bad_inputs():
     frames = threshold_frames()
     with pytest.raises(TrackingInputError, match="BITRACK_IOU_THRESH"):
-        bitrack(frames, OnlineTracker(), iou_thresh=1.5)
+        bitrack(frames, VideoTracker().online(), iou_thresh=1.5)
     bad = tracklet(frames + frames, 3, {3: 0})
     with pytest.raises(TrackingInputError, match="forward tracklet 3 has frames 3..3 outside"):
         merge_bidirectional([bad], [], frames, 0.5)
     with pytest.raises(TrackingInputError, match="frame 1 is a dict"):
-        bitrack([frames[0], {}], OnlineTracker())
+        bitrack([frames[0], {}], VideoTracker().online(), 0.5)

@@ -6,13 +6,11 @@ import pytest
 
 from vis_d2.tracking import (
     FrameDetections,
-    OnlineTracker,
     TrackingInputError,
+    VideoTracker,
     spatio_temporal_iou,
     track_nms,
-    tracklets_to_predictions,
 )
-from vis_d2.tracking.settings import TrackerSettings
 
 H, W = 40, 100
 
@@ -73,7 +71,7 @@ def test_bad_arguments_are_named():
     with pytest.raises(TrackingInputError, match=r"one video.*\[3, 4\]"):
         track_nms([p, dict(p, video_id=4)], 0.5)
     with pytest.raises(TrackingInputError, match="TRACK_NMS_THRESH"):
-        TrackerSettings(track_nms_thresh=-0.1)
+        VideoTracker(track_nms_thresh=-0.1)
 
 
 def test_tracker_output_and_config_go_through_track_nms():
@@ -87,10 +85,10 @@ def test_tracker_output_and_config_go_through_track_nms():
             boxes=np.array([box, box], np.float32), scores=np.array([0.8, 0.6], np.float32),
             labels=np.array([0, 1]), embeddings=np.ones((2, 4), np.float32),
             masks=[rle(*box), rle(*wider)]))
-    tracks = OnlineTracker().track(frames)
-    plain = tracklets_to_predictions(tracks, frames, 3, 5, False, False)
+    tracks = VideoTracker().online().track(frames)
+    plain = VideoTracker().predictions(tracks, frames, 3)
     assert sorted((p["category_id"], round(p["score"], 3)) for p in plain) == [(0, 0.8), (1, 0.6)]
-    merged = tracklets_to_predictions(tracks, frames, 3, 5, False, False, track_nms_thresh=0.5)
+    merged = VideoTracker(track_nms_thresh=0.5).predictions(tracks, frames, 3)
     # both hypotheses stay (the metric scores each class), with the lead's masks
     assert [(p["category_id"], round(p["score"], 3)) for p in merged] == [(0, 0.8), (1, 0.6)]
     lead = next(p for p in plain if p["category_id"] == 0)
@@ -102,6 +100,6 @@ def test_tracker_output_and_config_go_through_track_nms():
     from vis_d2.config import add_vis_config
 
     cfg = add_vis_config(get_cfg())
-    assert TrackerSettings.from_config(cfg).track_nms_thresh == 0.0   # off by default
+    assert VideoTracker.from_config(cfg).track_nms_thresh == 0.0   # off by default
     cfg.MODEL.VIS.TRACKER.TRACK_NMS_THRESH = 0.3
-    assert TrackerSettings.from_config(cfg).track_nms_thresh == 0.3
+    assert VideoTracker.from_config(cfg).track_nms_thresh == 0.3

@@ -7,10 +7,10 @@ import pytest
 
 from vis_d2.tracking import (
     FrameDetections,
-    OnlineTracker,
+    TrackedDetection,
+    Tracklet,
     TrackingInputError,
-    predict_video,
-    tracklets_to_predictions,
+    VideoTracker,
     vote_label,
 )
 
@@ -99,7 +99,7 @@ def test_inconsistent_embedding_dims_named():
     frames = [frame([([0, 0, 10, 10], 0.9, 0, onehot(0, dim=4))]),
               frame([([0, 0, 10, 10], 0.9, 0, onehot(0, dim=3))], dim=3)]
     with pytest.raises(TrackingInputError, match="frame 1 .* dimension 3 but frame 0 has 4"):
-        OnlineTracker().track(frames)
+        VideoTracker().online().track(frames)
 
 
 # --------------------------------------------------------------------------- association
@@ -115,7 +115,7 @@ def crossing_video(embeddings):
 
 def test_crossing_objects_keep_ids():
     frames = crossing_video([onehot(0), onehot(1)])
-    tracks = OnlineTracker().track(frames)
+    tracks = VideoTracker().online().track(frames)
     assert track_ids_by_frame(tracks) == {
         0: [(t, 0) for t in range(10)],
         1: [(t, 1) for t in range(10)],
@@ -126,7 +126,7 @@ def test_crossing_objects_swap_without_embeddings():
     # Same video, uninformative embeddings: IoU alone swaps the ids at the crossing, which is
     # what the embedding term prevents above.
     frames = crossing_video([np.zeros(4, np.float32), np.zeros(4, np.float32)])
-    tracks = OnlineTracker().track(frames)
+    tracks = VideoTracker().online().track(frames)
     by_id = track_ids_by_frame(tracks)
     assert len(by_id) == 2
     assert by_id[0][:5] == [(t, 0) for t in range(5)]
@@ -146,7 +146,7 @@ def vanishing_video():
     (1, {0: [0, 1, 2], 1: [6, 7, 8, 9]}),
 ])
 def test_vanish_and_return(max_age, expected):
-    tracks = OnlineTracker(max_age=max_age).track(vanishing_video())
+    tracks = VideoTracker(max_age=max_age).online().track(vanishing_video())
     assert {t.track_id: t.frames() for t in tracks} == expected
 
 
@@ -166,7 +166,7 @@ def leaving_video():
     (2.0, {0: [0, 1, 2], 1: [3, 4, 5]}),  # -5.01 < 4.99: a new track
 ])
 def test_distance_term_keeps_a_track_from_jumping(distance_weight, expected):
-    tracks = OnlineTracker(distance_weight=distance_weight).track(leaving_video())
+    tracks = VideoTracker(distance_weight=distance_weight).online().track(leaving_video())
     assert {t.track_id: t.frames() for t in tracks} == expected
 
 
@@ -178,7 +178,7 @@ def test_distance_term_arithmetic_and_near_return():
     assert d.shape == (1, 1) and d[0, 0] == pytest.approx(math.hypot(150, 10) / 20)
     # a zero-area track box counts as 1 pixel^2
     assert center_distance(np.array([[3, 4, 3, 4]]), np.array([[0, 0, 0, 0]]))[0, 0] == 5.0
-    tracker = OnlineTracker(distance_weight=2.0)
+    tracker = VideoTracker(distance_weight=2.0).online()
     frames = leaving_video()
     tracker.step(0, frames[0])
     s = tracker.association_scores(frames[3])
@@ -191,16 +191,16 @@ def test_distance_term_arithmetic_and_near_return():
     back = vanishing_video()
     for t in range(6, 10):
         back[t] = frame([([65, 10, 95, 40], 0.9, 1, onehot(2))])
-    tracks = OnlineTracker(distance_weight=2.0).track(back)
+    tracks = VideoTracker(distance_weight=2.0).online().track(back)
     assert {t.track_id: t.frames() for t in tracks} == {0: [0, 1, 2, 6, 7, 8, 9]}
     with pytest.raises(TrackingInputError, match="DISTANCE_WEIGHT"):
-        OnlineTracker(distance_weight=-1.0)
+        VideoTracker(distance_weight=-1.0).online()
     with pytest.raises(TrackingInputError, match="DISTANCE_WEIGHT"):
-        OnlineTracker(distance_weight=float("nan"))
+        VideoTracker(distance_weight=float("nan"))
 
 
 def test_retired_track_leaves_memory():
-    tracker = OnlineTracker(max_age=1)
+    tracker = VideoTracker(max_age=1).online()
     frames = vanishing_video()
     for t in range(5):
         tracker.step(t, frames[t])
@@ -219,7 +219,7 @@ def test_new_object_mid_video():
         if t >= 4:
             dets.append(([100, 10, 140, 50], 0.8, 3, onehot(1)))
         frames.append(frame(dets))
-    tracks = OnlineTracker().track(frames)
+    tracks = VideoTracker().online().track(frames)
     assert track_ids_by_frame(tracks) == {
         0: [(t, 0) for t in range(8)],
         1: [(t, 1) for t in range(4, 8)],
@@ -230,14 +230,13 @@ def test_new_object_mid_video():
 
 def test_empty_video_gives_no_tracks_and_no_predictions():
     frames = [FrameDetections.empty(16) for _ in range(5)]
-    tracker = OnlineTracker()
+    tracker = VideoTracker().online()
     assert tracker.track(frames) == []
     assert tracker.track(frames, reverse=True) == []
-    assert tracklets_to_predictions([], frames, video_id=3, length=5,
-                                    label_voting=False, score_weighted=False) == []
-    assert predict_video(frames, {}, video_id=3) == []
-    assert predict_video(frames, {}, video_id=3, bitrack=True) == []
-    assert OnlineTracker().track([]) == []
+    assert VideoTracker().predictions([], frames, 3) == []
+    assert VideoTracker().predict(frames, video_id=3) == []
+    assert VideoTracker(bitrack=True).predict(frames, video_id=3) == []
+    assert VideoTracker().online().track([]) == []
 
 
 def test_two_detections_never_share_a_track():
@@ -248,7 +247,7 @@ def test_two_detections_never_share_a_track():
         frame([([0, 0, 20, 20], 0.9, 0, onehot(0))]),
         frame([([2, 0, 22, 20], 0.9, 0, onehot(0)), ([0, 0, 20, 20], 0.9, 0, onehot(0))]),
     ]
-    tracker = OnlineTracker()
+    tracker = VideoTracker().online()
     assert tracker.step(0, frames[0]) == [0]
     scores = tracker.association_scores(frames[1])
     assert scores.shape == (2, 2)
@@ -266,18 +265,18 @@ def test_reverse_processes_from_the_end():
         if t <= 2:       # second object only in the first three frames
             dets.append(([100, 10, 140, 50], 0.8, 1, onehot(1)))
         frames.append(frame(dets))
-    tracks = OnlineTracker().track(frames, reverse=True)
+    tracks = VideoTracker().online().track(frames, reverse=True)
     assert track_ids_by_frame(tracks) == {
         0: [(t, 0) for t in range(6)],
         1: [(t, 1) for t in range(3)],
     }
     # track 0 was created at frame T-1, track 1 at frame 2 (its first frame going backward)
-    tracker = OnlineTracker()
+    tracker = VideoTracker().online()
     tracker.reset(reverse=True)
     assert tracker.step(5, frames[5]) == [0]
     with pytest.raises(TrackingInputError, match="frame 5 after frame 5 in a backward run"):
         tracker.step(5, frames[5])
-    fwd = OnlineTracker()
+    fwd = VideoTracker().online()
     fwd.step(3, frames[3])
     with pytest.raises(TrackingInputError, match="frame 2 after frame 3 in a forward run"):
         fwd.step(2, frames[2])
@@ -286,18 +285,16 @@ def test_reverse_processes_from_the_end():
 def test_score_threshold():
     f = frame([([0, 0, 10, 10], 0.04, 0, onehot(0)), ([20, 0, 30, 10], 0.05, 0, onehot(1)),
                ([40, 0, 50, 10], 0.5, 0, onehot(2))])
-    assert OnlineTracker(score_thresh=0.05).step(0, f) == [-1, 0, 1]
-    assert OnlineTracker(score_thresh=0.3).step(0, f) == [-1, -1, 0]
-    assert OnlineTracker(score_thresh=0.0).step(0, f) == [0, 1, 2]
-    # max_dets keeps the highest-scoring detections
-    assert OnlineTracker(score_thresh=0.0, max_dets=2).step(0, f) == [-1, 0, 1]
+    assert VideoTracker(score_thresh=0.05).online().step(0, f) == [-1, 0, 1]
+    assert VideoTracker(score_thresh=0.3).online().step(0, f) == [-1, -1, 0]
+    assert VideoTracker(score_thresh=0.0).online().step(0, f) == [0, 1, 2]
 
 
 def test_momentum_and_score_arithmetic():
     e1 = np.array([10.0, 0.0], np.float32)
     e2 = np.array([0.0, 10.0], np.float32)
     box = [0, 0, 10, 10]
-    tracker = OnlineTracker(momentum=0.5)
+    tracker = VideoTracker(momentum=0.5).online()
     tracker.step(0, frame([(box, 0.9, 0, e1)], dim=2))
     np.testing.assert_allclose(tracker.memory_embedding(0), [10, 0])
     # frame 1: det with embedding e2, box IoU 0.5 with the track, same label
@@ -316,7 +313,7 @@ def test_momentum_and_score_arithmetic():
     assert s[0, 0] == pytest.approx(ls + a_term + 10.0, abs=1e-6)
     assert s[0, 1] == pytest.approx(ls + 10.0 + a_term + 2.0 * 1.0 + 0.0, abs=1e-6)  # label differs
     # momentum 0 keeps the latest embedding
-    t0 = OnlineTracker(momentum=0.0)
+    t0 = VideoTracker(momentum=0.0).online()
     t0.step(0, frame([(box, 0.9, 0, e1)], dim=2))
     t0.step(1, f1)
     np.testing.assert_allclose(t0.memory_embedding(0), [0, 10])
@@ -327,25 +324,73 @@ def test_from_config_and_arguments():
     from vis_d2.config import add_vis_config
 
     cfg = add_vis_config(get_cfg())
-    tr = OnlineTracker.from_config(cfg)
-    assert tr.match_coeffs == (1.0, 2.0, 10.0) and tr.label_coeff == 10.0
-    assert (tr.score_thresh, tr.max_age, tr.momentum, tr.max_dets) == (0.05, 10, 0.0, 20)
+    tr = VideoTracker.from_config(cfg)
+    assert tr == VideoTracker()            # the config's defaults are the dataclass's
+    assert (tr.score_weight, tr.iou_weight, tr.label_weight, tr.label_term_weight) == \
+        (1.0, 2.0, 10.0, 10.0)
+    assert (tr.score_thresh, tr.max_age, tr.momentum, tr.max_dets_per_frame) == (0.05, 10, 0.0, 20)
     assert tr.distance_weight == 0.0   # MaskTrack R-CNN's score unless a config asks
     cfg.MODEL.VIS.TRACKER.LABEL_VOTING = True
     cfg.MODEL.VIS.TRACKER.LABEL_VOTING_WEIGHT = 0.5
     cfg.MODEL.VIS.TRACKER.MAX_AGE = 3
     cfg.MODEL.VIS.TRACKER.DISTANCE_WEIGHT = 1.5
-    tr = OnlineTracker.from_config(cfg)
-    assert tr.label_coeff == 0.5 and tr.max_age == 3 and tr.label_voting
+    tr = VideoTracker.from_config(cfg)
+    assert tr.label_term_weight == 0.5 and tr.max_age == 3 and tr.label_voting
     assert tr.distance_weight == 1.5
     with pytest.raises(TrackingInputError, match="add_vis_config"):
-        OnlineTracker.from_config(get_cfg())
+        VideoTracker.from_config(get_cfg())
     with pytest.raises(TrackingInputError, match="MOMENTUM"):
-        OnlineTracker(momentum=1.0)
-    with pytest.raises(TrackingInputError, match="MATCH_COEFFS"):
-        OnlineTracker(match_coeffs=(1, 2))
+        VideoTracker(momentum=1.0)
     with pytest.raises(TrackingInputError, match="MAX_AGE"):
-        OnlineTracker(max_age=-1)
+        VideoTracker(max_age=-1)
+    with pytest.raises(TrackingInputError, match=r"MAX_AGE\) must be an integer, got 2.5"):
+        VideoTracker(max_age=2.5)
+    with pytest.raises(TrackingInputError, match=r"BITRACK\) must be True or False, got 1"):
+        VideoTracker(bitrack=1)
+    with pytest.raises(TrackingInputError, match=r"IOU_WEIGHT\) must be a number, got '2'"):
+        VideoTracker(iou_weight="2")
+    with pytest.raises(TrackingInputError, match=r"LABEL_WEIGHT\) must be finite"):
+        VideoTracker(label_weight=float("inf"))
+
+
+def test_config_node_is_derived_from_the_dataclass():
+    import dataclasses
+
+    from detectron2.config import get_cfg
+    from vis_d2.config import add_vis_config
+
+    node = add_vis_config(get_cfg()).MODEL.VIS.TRACKER
+    fields = dataclasses.fields(VideoTracker)
+    assert sorted(node.keys()) == sorted(f.name.upper() for f in fields)
+    for f in fields:
+        value = node[f.name.upper()]
+        assert value == f.default and type(value) is type(f.default), f.name
+
+
+def test_retired_match_coeffs_key_names_the_new_keys(tmp_path):
+    from vis_d2.config import get_vis_cfg
+
+    yaml = tmp_path / "old.yaml"
+    yaml.write_text("MODEL:\n  VIS:\n    TRACKER:\n      MATCH_COEFFS: [1.0, 2.0, 5.0]\n")
+    for kwargs in ({"config_file": str(yaml)},
+                   {"opts": ["MODEL.VIS.TRACKER.MATCH_COEFFS", "[1.0, 2.0, 5.0]"]}):
+        with pytest.raises(KeyError) as exc:
+            get_vis_cfg(**kwargs)
+        for key in ("SCORE_WEIGHT", "IOU_WEIGHT", "LABEL_WEIGHT"):
+            assert f"MODEL.VIS.TRACKER.{key}" in str(exc.value)
+    assert "old.yaml" in str(pytest.raises(KeyError, get_vis_cfg, str(yaml)).value)
+    cfg = get_vis_cfg(opts=["MODEL.VIS.TRACKER.LABEL_WEIGHT", "5.0"])
+    assert VideoTracker.from_config(cfg).label_weight == 5.0
+
+
+def test_top_k_is_the_one_per_frame_cap():
+    scores = np.array([0.3, 0.9, 0.3, 0.5], np.float32)
+    assert VideoTracker(max_dets_per_frame=0).top_k(scores).tolist() == [0, 1, 2, 3]
+    assert VideoTracker(max_dets_per_frame=4).top_k(scores).tolist() == [0, 1, 2, 3]  # as is
+    # best first; equal scores keep the lower index first
+    assert VideoTracker(max_dets_per_frame=3).top_k(scores).tolist() == [1, 3, 0]
+    assert VideoTracker(max_dets_per_frame=1).top_k(scores).tolist() == [1]
+    assert VideoTracker().top_k(np.zeros(0)).tolist() == []
 
 
 # --------------------------------------------------------------------------- label voting
@@ -371,21 +416,19 @@ def mislabelled_video():
 def test_relaxed_label_term_links_a_mislabelled_detection():
     frames = mislabelled_video()
     # default c = 10: "new" (-1.31 + 10) beats the mislabelled match (-0.31 + 2 + 0)
-    split = OnlineTracker().track(frames)
+    split = VideoTracker().online().track(frames)
     assert {t.track_id: t.frames() for t in split} == {0: [0, 1, 3, 4], 1: [2]}
-    voting = OnlineTracker(label_voting=True, label_voting_weight=0.0).track(frames)
+    voting = VideoTracker(label_voting=True, label_voting_weight=0.0).online().track(frames)
     assert {t.track_id: t.frames() for t in voting} == {0: [0, 1, 2, 3, 4]}
     assert voting[0].labels().tolist() == [0, 0, 1, 0, 0]
-    preds = tracklets_to_predictions(voting, frames, video_id=1, length=5,
-                                     label_voting=True, score_weighted=True)
+    preds = VideoTracker(label_voting=True).predictions(voting, frames, 1)
     assert len(preds) == 1 and preds[0]["category_id"] == 0
-    preds = tracklets_to_predictions(split, frames, video_id=1, length=5,
-                                     label_voting=False, score_weighted=False)
+    preds = VideoTracker().predictions(split, frames, 1)
     assert sorted(p["category_id"] for p in preds) == [0, 1]
 
 
 # --------------------------------------------------------------------------- predictions
-def test_tracklets_to_predictions():
+def test_predictions_from_tracklets():
     scores = [0.9, 0.8, 0.3, 0.2, 0.3]
     labels = [0, 0, 1, 1, 1]
     frames = []
@@ -396,11 +439,11 @@ def test_tracklets_to_predictions():
         frames.append(frame(dets))
     # bytes counts in the cache come out as str
     frames[6].masks[0] = dict(frames[6].masks[0], counts=frames[6].masks[0]["counts"].encode())
-    tracks = OnlineTracker(label_voting=True).track(frames)
+    tracks = VideoTracker(label_voting=True).online().track(frames)
     assert {t.track_id: t.frames() for t in tracks} == {0: [0, 1, 2, 3, 4], 1: list(range(7))}
 
-    preds = tracklets_to_predictions(tracks, frames, video_id=42, length=7,
-                                     label_voting=True, score_weighted=False)
+    preds = VideoTracker(label_voting=True, label_vote_score_weighted=False).predictions(
+        tracks, frames, 42)
     assert [p["score"] for p in preds] == [pytest.approx(0.6), pytest.approx(0.5)]  # sorted
     b, a = preds
     assert a["video_id"] == 42 and b["video_id"] == 42
@@ -417,19 +460,23 @@ def test_tracklets_to_predictions():
     box_mask = mask_util.decode(rle_of_box([100, 10, 140, 50]))
     raw = {"size": [H, W], "counts": [int(x) for x in _run_lengths(box_mask)]}
     frames[5].masks[0] = raw
-    p5 = tracklets_to_predictions(tracks, frames, 42, 7, True, False)[0]["segmentations"][5]
+    voting_count = VideoTracker(label_voting=True, label_vote_score_weighted=False)
+    p5 = voting_count.predictions(tracks, frames, 42)[0]["segmentations"][5]
     assert isinstance(p5["counts"], str) and p5 is not raw
     np.testing.assert_array_equal(mask_util.decode(p5), box_mask)
     area = mask_util.area(a["segmentations"][0])
     assert area == 40 * 40
     # score-weighted vote with label voting; without label voting always the count vote
-    a_w = tracklets_to_predictions(tracks, frames, 42, 7, True, True)[1]
+    a_w = VideoTracker(label_voting=True).predictions(tracks, frames, 42)[1]
     assert a_w["category_id"] == 0
-    a_base = tracklets_to_predictions(tracks, frames, 42, 7, False, True)[1]
+    a_base = VideoTracker().predictions(tracks, frames, 42)[1]
     assert a_base["category_id"] == 1
 
-    with pytest.raises(TrackingInputError, match="video 42 has length 8 but 7 cached frames"):
-        tracklets_to_predictions(tracks, frames, 42, 8, False, False)
+    stale = Tracklet(9, {0: TrackedDetection(det=3, box=np.zeros(4, np.float32), score=0.5,
+                                             label=0)})
+    with pytest.raises(TrackingInputError,
+                       match="video 42: track 9 refers to detection 3 of frame 0, which has 2"):
+        VideoTracker().predictions([stale], frames, 42)
 
 
 def test_score_coverage_exponent_ranks_fragments_below_whole_tracks():
@@ -440,21 +487,18 @@ def test_score_coverage_exponent_ranks_fragments_below_whole_tracks():
         if t < 2:
             dets.insert(0, ([10, 10, 50, 50], 0.9, 0, onehot(0)))
         frames.append(frame(dets))
-    tracks = OnlineTracker().track(frames)
-    plain = tracklets_to_predictions(tracks, frames, 1, 10, False, False)
+    tracks = VideoTracker().online().track(frames)
+    plain = VideoTracker().predictions(tracks, frames, 1)
     assert [round(p["score"], 3) for p in plain] == [0.9, 0.6]  # the baseline: plain mean
-    cov = tracklets_to_predictions(tracks, frames, 1, 10, False, False, score_coverage_exp=0.5)
+    cov = VideoTracker(score_coverage_exp=0.5).predictions(tracks, frames, 1)
     # 0.6 * (10/10) ** 0.5 = 0.6 now ranks above 0.9 * (2/10) ** 0.5 = 0.402
     assert [round(p["score"], 3) for p in cov] == [0.6, 0.402]
     with pytest.raises(TrackingInputError, match="SCORE_COVERAGE_EXP"):
-        tracklets_to_predictions(tracks, frames, 1, 10, False, False, score_coverage_exp=-1)
-    # the same through the settings and the yacs key
+        VideoTracker(score_coverage_exp=-1)
+    # the same through the yacs key
     from vis_d2.config import add_vis_config
     from detectron2.config import get_cfg
-    from vis_d2.tracking.settings import TrackerSettings
 
     cfg = add_vis_config(get_cfg())
     cfg.MODEL.VIS.TRACKER.SCORE_COVERAGE_EXP = 0.5
-    assert TrackerSettings.from_config(cfg).score_coverage_exp == 0.5
-    with pytest.raises(TrackingInputError, match="SCORE_COVERAGE_EXP"):
-        TrackerSettings(score_coverage_exp=-0.5)
+    assert VideoTracker.from_config(cfg).score_coverage_exp == 0.5

@@ -6,6 +6,8 @@ Keys are grouped by the component that reads them; each component reads its keys
 from detectron2.config import CfgNode as CN
 from detectron2.config import get_cfg
 
+from .tracking.video_tracker import RETIRED_TRACKER_KEYS, VideoTracker
+
 
 def add_vis_config(cfg):
     """Add vis_d2's keys (with their defaults) to a detectron2 config, in place."""
@@ -82,37 +84,8 @@ def add_vis_config(cfg):
     # overlap its full box by IoU < 0.5, pass the box NMS and become rival tracks.
     _C.MODEL.VIS.MASK_NMS_THRESH = 0.0
 
-    # ---- online tracker (vis_d2/tracking) ----------------------------------------------------
-    _C.MODEL.VIS.TRACKER = CN()
-    # Association score = log_softmax([0, e.m_1..e.m_N]) + a*log(score) + b*IoU + c*[same label]
-    _C.MODEL.VIS.TRACKER.MATCH_COEFFS = [1.0, 2.0, 10.0]
-    # ... - d * (distance between the box centres / sqrt(area of the track's box)): d > 0 keeps
-    # a track whose object has left or is hidden from jumping to a far detection; 0 is MaskTrack
-    # R-CNN's score.
-    _C.MODEL.VIS.TRACKER.DISTANCE_WEIGHT = 0.0
-    # Detections scoring below this are not tracked.
-    _C.MODEL.VIS.TRACKER.SCORE_THRESH = 0.05
-    # Tracks unseen for more than this many frames retire.
-    _C.MODEL.VIS.TRACKER.MAX_AGE = 10
-    # Embedding memory: 0 keeps the latest embedding, m in (0,1) keeps m*old + (1-m)*new.
-    _C.MODEL.VIS.TRACKER.MOMENTUM = 0.0
-    # Label voting (paper 3.5.4): relax the label term to LABEL_VOTING_WEIGHT and take the most
-    # frequent label of a track (score-weighted if LABEL_VOTE_SCORE_WEIGHTED).
-    _C.MODEL.VIS.TRACKER.LABEL_VOTING = False
-    _C.MODEL.VIS.TRACKER.LABEL_VOTING_WEIGHT = 0.0
-    _C.MODEL.VIS.TRACKER.LABEL_VOTE_SCORE_WEIGHTED = True
-    # BiTrack (paper 3.4, Algorithm 2)
-    _C.MODEL.VIS.TRACKER.BITRACK = False
-    _C.MODEL.VIS.TRACKER.BITRACK_IOU_THRESH = 0.5
-    # Per-frame detections kept for tracking (after the ROI heads' own NMS / score threshold).
-    _C.MODEL.VIS.TRACKER.MAX_DETS_PER_FRAME = 20
-    # Track score = mean per-frame score * (frames covered / video length) ** this; 0 keeps the
-    # plain mean (MaskTrack R-CNN). > 0 ranks short fragments below whole-object tracks.
-    _C.MODEL.VIS.TRACKER.SCORE_COVERAGE_EXP = 0.0
-    # Track NMS (vis_d2/tracking/track_nms.py): > 0 groups a video's tracks whose
-    # spatio-temporal mask IoU exceeds this; a group keeps its best track's masks, once per
-    # category in it. 0 keeps every track.
-    _C.MODEL.VIS.TRACKER.TRACK_NMS_THRESH = 0.0
+    # ---- tracking (vis_d2/tracking): VideoTracker's fields, in upper case, with its defaults ----
+    _C.MODEL.VIS.TRACKER = CN(VideoTracker.config_defaults())
 
     # ---- training data -------------------------------------------------------------------------
     _C.INPUT.VIS = CN()
@@ -197,11 +170,32 @@ def get_vis_cfg(config_file=None, opts=None):
     if config_file:
         if not os.path.isfile(config_file):
             raise FileNotFoundError(f"config file not found: {config_file}")
+        _check_retired_keys(cfg.load_yaml_with_base(config_file), config_file)
         cfg.merge_from_file(config_file)
     if opts:
-        cfg.merge_from_list(list(opts))
+        opts = list(opts)
+        _check_retired_keys(_opts_as_tree(opts[0::2]), "the command-line options")
+        cfg.merge_from_list(opts)
     if cfg.MODEL.DEVICE.startswith("cuda") and not torch.cuda.is_available():
         logging.getLogger(__name__).warning("MODEL.DEVICE=%s but CUDA is not available: using cpu",
                                             cfg.MODEL.DEVICE)
         cfg.MODEL.DEVICE = "cpu"
     return cfg
+
+
+def _opts_as_tree(keys) -> dict:
+    """``["A.B.C", ...]`` -> ``{"A": {"B": {"C": {}}}}``, to check option names like a YAML."""
+    tree: dict = {}
+    for key in keys:
+        node = tree
+        for part in str(key).split("."):
+            node = node.setdefault(part, {})
+    return tree
+
+
+def _check_retired_keys(tree, where: str) -> None:
+    """Raise a KeyError naming the replacement of a key vis_d2 no longer has."""
+    tracker = ((tree.get("MODEL") or {}).get("VIS") or {}).get("TRACKER") or {}
+    for key, message in RETIRED_TRACKER_KEYS.items():
+        if key in tracker:
+            raise KeyError(f"{where}: {message}")

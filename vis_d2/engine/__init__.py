@@ -4,12 +4,9 @@ from .ema import EMAHook, ModelEMA
 from .predictor import VISPredictor
 from .trainer import VISTrainer, create_ddp_model
 from .video_inference import (
-    TrackerSettings,
     cache_video_detections,
     inference_on_videos,
     instances_to_frame_detections,
-    predict_video,
-    tracker_settings,
 )
 
 __all__ = [
@@ -23,7 +20,4 @@ __all__ = [
     "cache_video_detections",
     "inference_on_videos",
     "instances_to_frame_detections",
-    "predict_video",
-    "TrackerSettings",
-    "tracker_settings",
 ]

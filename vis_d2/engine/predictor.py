@@ -22,9 +22,9 @@ from detectron2.data import MetadataCatalog
 from detectron2.data import transforms as T
 from detectron2.modeling import build_model
 
-from ..tracking import OnlineTracker
+from ..tracking import VideoTracker
 from .checkpoint import AtomicCheckpointer, check_weights_path
-from .video_inference import instances_to_frame_detections, track_cached_video
+from .video_inference import instances_to_frame_detections
 
 __all__ = ["VISPredictor", "read_video_frames"]
 
@@ -77,7 +77,7 @@ class VISPredictor:
         # Only read: MetadataCatalog.get would create an empty entry for an unregistered name.
         meta = MetadataCatalog.get(names[0]) if names and names[0] in MetadataCatalog else None
         self.class_names = meta.get("thing_classes", None) if meta is not None else None
-        self.max_dets = cfg.MODEL.VIS.TRACKER.MAX_DETS_PER_FRAME
+        self.tracker = VideoTracker.from_config(self.cfg)
 
     @torch.no_grad()
     def predict_frame(self, image_bgr: np.ndarray):
@@ -100,18 +100,16 @@ class VISPredictor:
             if f.shape[:2] != size:
                 raise ValueError(f"frame {i} is {f.shape[:2]}, frame 0 is {size}: frames of one "
                                  "video must share a size")
-            dets.append(instances_to_frame_detections(self.predict_frame(f), self.max_dets))
-        return track_cached_video(dets, {"video_id": video_id}, self.cfg)
+            dets.append(instances_to_frame_detections(
+                self.predict_frame(f), self.tracker, source=f"frame {i}")[1])
+        return self.tracker.predict(dets, video_id)
 
     def track_stream(self, frames: Iterable[np.ndarray]) -> Iterator:
         """Online tracking over a stream: yields each frame's Instances with ``track_ids``
         (-1 for detections the tracker dropped)."""
-        tracker = OnlineTracker.from_config(self.cfg)
-        tracker.reset()
+        online = self.tracker.online()
         for i, f in enumerate(frames):
-            inst = self.predict_frame(f).to("cpu")
-            if len(inst) > self.max_dets:
-                inst = inst[inst.scores.argsort(descending=True)[: self.max_dets]]
-            ids = tracker.step(i, instances_to_frame_detections(inst, self.max_dets))
-            inst.track_ids = torch.as_tensor(ids, dtype=torch.long)
+            inst, dets = instances_to_frame_detections(
+                self.predict_frame(f), self.tracker, source=f"frame {i}")
+            inst.track_ids = torch.as_tensor(online.step(i, dets), dtype=torch.long)
             yield inst

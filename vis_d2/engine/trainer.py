@@ -30,6 +30,7 @@ from detectron2.utils.logger import setup_logger
 
 from ..data.build import build_vis_test_loader, build_vis_train_loader
 from ..evaluation import YTVISEvaluator
+from ..tracking import VideoTracker
 from .checkpoint import AtomicCheckpointer
 from .ema import EMAHook, ModelEMA, eval_on_average
 from .grad_clip import maybe_add_per_parameter_clipping
@@ -249,7 +250,7 @@ class VISTrainer(DefaultTrainer):
         for idx, name in enumerate(cfg.DATASETS.TEST):
             loader = cls.build_test_loader(cfg, name)
             evaluator = evaluators[idx] if evaluators is not None else cls.build_evaluator(cfg, name)
-            res = inference_on_videos(model, loader, evaluator, cfg)
+            res = inference_on_videos(model, loader, evaluator, VideoTracker.from_config(cfg))
             results[name] = res
             if comm.is_main_process() and res:
                 logger.info(f"Evaluation results for {name} in csv format:")

@@ -1,17 +1,14 @@
 """Video-level inference: run the per-frame model once over a video, cache its detections, then
-track them (forward, or BiTrack's forward + backward over the same cache).
+track them with a :class:`~vis_d2.tracking.VideoTracker` (forward, or BiTrack's forward and
+backward passes over the same cache).
 
 The cache keeps, per frame, only boxes/scores/labels/embeddings and one RLE per detection, so
 memory grows with the number of detections, not with the frames' pixels.
-
-The tracker's settings come from a yacs config (``MODEL.VIS.TRACKER``) or, for LazyConfig files
-and scripts, from a :class:`TrackerSettings` (or a dict of its fields): every function here that
-takes ``cfg`` takes either.
 """
 import datetime
 import logging
 import time
-from typing import Dict, List, Sequence
+from typing import Dict, List, Tuple
 
 import numpy as np
 import pycocotools.mask as mask_util
@@ -23,16 +20,11 @@ from detectron2.structures import Instances
 from detectron2.utils import comm
 from detectron2.utils.logger import log_every_n_seconds
 
-from ..tracking import FrameDetections, track_video
-from ..tracking.settings import TrackerSettings, tracker_settings
-from ..tracking.video_output import tracklets_to_predictions
+from ..tracking import FrameDetections, VideoTracker
 
 __all__ = [
-    "TrackerSettings",
-    "tracker_settings",
     "instances_to_frame_detections",
     "cache_video_detections",
-    "predict_video",
     "inference_on_videos",
 ]
 
@@ -50,31 +42,43 @@ def encode_masks(masks: torch.Tensor) -> List[dict]:
     return rles
 
 
-def instances_to_frame_detections(instances: Instances, max_dets: int, source: str = "") -> FrameDetections:
-    """One frame's postprocessed ``Instances`` (at the video's size) -> ``FrameDetections``.
+def instances_to_frame_detections(instances: Instances, tracker: VideoTracker,
+                                  source: str = "") -> Tuple[Instances, FrameDetections]:
+    """One frame's postprocessed ``Instances`` (at the video's size) -> the detections cached
+    for tracking, capped by ``tracker.top_k``.
 
-    Keeps the ``max_dets`` highest-scoring detections. Needs ``pred_boxes``, ``scores``,
-    ``pred_classes``, ``pred_masks`` (N, H, W) and ``pred_embeds`` (N, D).
+    Args:
+        instances: N detections with ``pred_boxes``, ``scores``, ``pred_classes``,
+            ``pred_masks`` (N, H, W) and ``pred_embeds`` (N, D).
+        tracker: whose ``top_k`` picks the K <= N detections kept.
+        source: names the video and frame in error messages.
+
+    Returns:
+        the K kept ``Instances`` on the CPU, and their FrameDetections (same order).
     """
     instances = instances.to("cpu")
-    if len(instances) > max_dets:
-        instances = instances[instances.scores.argsort(descending=True)[:max_dets]]
-    return FrameDetections(
+    keep = tracker.top_k(instances.scores.numpy())
+    if len(keep) < len(instances):
+        instances = instances[torch.as_tensor(keep)]
+    return instances, FrameDetections(
         boxes=instances.pred_boxes.tensor.numpy().astype(np.float32),
         scores=instances.scores.numpy().astype(np.float32),
         labels=instances.pred_classes.numpy().astype(np.int64),
         embeddings=instances.pred_embeds.float().numpy(),
         masks=encode_masks(instances.pred_masks.bool()),
+        source=source,
     )
 
 
 @torch.no_grad()
-def cache_video_detections(model, video: Dict, max_dets: int) -> List[FrameDetections]:
+def cache_video_detections(model, video: Dict, tracker: VideoTracker) -> List[FrameDetections]:
     """Run ``model`` (eval mode) on every frame of ``video`` once, in order.
 
     Args:
-        video: the test mapper's output: ``frames`` (a lazy sequence of model inputs
+        video: the test mapper's video dict: ``frames`` (a lazy sequence of model inputs
             ``{"image": (C,H,W), "height", "width"}``) and ``video_id``.
+        tracker: caps each frame's detections (``tracker.top_k``).
+
     Returns:
         one ``FrameDetections`` per frame.
     """
@@ -83,47 +87,19 @@ def cache_video_detections(model, video: Dict, max_dets: int) -> List[FrameDetec
     for i in range(len(frames)):
         inst = model([frames[i]])[0]["instances"]
         out.append(instances_to_frame_detections(
-            inst, max_dets, source=f"video {video.get('video_id')} frame {i}"))
+            inst, tracker, source=f"video {video.get('video_id')} frame {i}")[1])
     return out
 
 
-def predict_video(model, video: Dict, cfg) -> List[Dict]:
-    """Detections of every frame, tracked into per-track predictions
-    (``{video_id, category_id (contiguous), score, segmentations}``), best first.
+def inference_on_videos(model, data_loader, evaluator, tracker: VideoTracker):
+    """detectron2's ``inference_on_dataset`` for videos: each loader item is one video dict of
+    the test mapper, tracked by ``tracker``; the evaluator gets ``process([video], [preds])``.
 
-    ``cfg``: a config with ``MODEL.VIS.TRACKER``, a :class:`TrackerSettings` or a dict of its
-    fields.
-    """
-    settings = tracker_settings(cfg)
-    dets = cache_video_detections(model, video, settings.max_dets_per_frame)
-    return track_cached_video(dets, video, settings)
-
-
-def track_cached_video(dets: Sequence[FrameDetections], video: Dict, cfg) -> List[Dict]:
-    """Tracking only (forward, or BiTrack when the settings say so) over cached detections.
-
-    ``cfg``: a config with ``MODEL.VIS.TRACKER``, a :class:`TrackerSettings` or a dict of its
-    fields.
-    """
-    settings = tracker_settings(cfg)
-    tracklets = track_video(dets, settings.build_tracker(), bitrack=settings.bitrack,
-                            iou_thresh=settings.bitrack_iou_thresh)
-    return tracklets_to_predictions(
-        tracklets, dets, video_id=video["video_id"], length=len(dets),
-        label_voting=settings.label_voting, score_weighted=settings.label_vote_score_weighted,
-        score_coverage_exp=settings.score_coverage_exp,
-        track_nms_thresh=settings.track_nms_thresh,
-    )
-
-
-def inference_on_videos(model, data_loader, evaluator, cfg):
-    """detectron2's ``inference_on_dataset`` for videos: each loader item is one video.
-
-    ``cfg``: a config with ``MODEL.VIS.TRACKER``, a :class:`TrackerSettings` or a dict of its
-    fields (resolved once, before the first video).
     Logs progress (videos done, frames per second, ETA) and returns ``evaluator.evaluate()``.
     """
-    settings = tracker_settings(cfg)
+    if not isinstance(tracker, VideoTracker):
+        raise TypeError(f"inference_on_videos: tracker must be a VideoTracker (e.g. "
+                        f"VideoTracker.from_config(cfg)), got {type(tracker).__name__}")
     num_videos = len(data_loader)
     if evaluator is None:
         evaluator = DatasetEvaluators([])
@@ -135,7 +111,8 @@ def inference_on_videos(model, data_loader, evaluator, cfg):
     with inference_context(model), torch.no_grad():
         for idx, video in enumerate(data_loader):
             t0 = time.perf_counter()
-            preds = predict_video(model, video, settings)
+            dets = cache_video_detections(model, video, tracker)
+            preds = tracker.predict(dets, video["video_id"])
             model_time += time.perf_counter() - t0
             frames_done += video["length"]
             evaluator.process([video], [preds])

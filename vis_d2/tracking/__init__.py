@@ -1,24 +1,25 @@
-"""Tracking: link per-frame detections into video instances.
+"""Tracking: link per-frame detections into video instances (numpy only, no torch).
 
-* :class:`FrameDetections` -- one frame's cached model outputs (data contract 4).
+* :class:`VideoTracker` -- every tracking setting (``MODEL.VIS.TRACKER``) and the one object
+  that turns a video's cached detections into video predictions: per-frame cap, association,
+  BiTrack, label voting, track scoring and track NMS.
+* :class:`FrameDetections` -- one frame's cached model outputs (boxes, scores, labels,
+  embeddings, RLE masks).
 * :class:`OnlineTracker` -- MaskTrack R-CNN association as a one-to-one assignment, run
-  forward or backward over the cache (or frame by frame with ``step``).
+  forward or backward over the cache (or frame by frame with ``step``); ``VideoTracker.online()``.
 * :func:`bitrack` -- BiTrack (paper 3.4): merge forward and backward tracklets.
-* :class:`TrackerSettings` -- the tracker's settings (``MODEL.VIS.TRACKER``) as a dataclass.
 * :func:`vote_label` -- label voting (paper 3.5.4).
 * :func:`track_nms` -- group a video's duplicate tracks (one prediction per group and category).
-* :func:`tracklets_to_predictions` / :func:`predict_video` -- tracks -> video predictions
-  (data contract 3).
 """
 from .frame_detections import FrameDetections, TrackingInputError, pairwise_box_iou
 from .label_voting import track_category_and_score, vote_label
 from .online_tracker import OnlineTracker, TrackedDetection, Tracklet
-from .bitrack import bitrack, merge_bidirectional, track_video
-from .settings import TrackerSettings, tracker_settings
+from .bitrack import bitrack, merge_bidirectional
 from .track_nms import spatio_temporal_iou, track_nms
-from .video_output import predict_video, tracklets_to_predictions
+from .video_tracker import VideoTracker
 
 __all__ = [
+    "VideoTracker",
     "FrameDetections",
     "TrackingInputError",
     "pairwise_box_iou",
@@ -29,11 +30,6 @@ __all__ = [
     "Tracklet",
     "bitrack",
     "merge_bidirectional",
-    "track_video",
-    "predict_video",
-    "tracklets_to_predictions",
-    "TrackerSettings",
-    "tracker_settings",
     "spatio_temporal_iou",
     "track_nms",
 ]

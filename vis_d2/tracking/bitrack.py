@@ -17,15 +17,14 @@ ones and outputs each merge separately (duplicating detections):
 Unmatched tracklets of both directions are kept. Output order: forward tracklets by id (merged
 or not), then unmatched backward tracklets by id; output ids are renumbered 0..M-1 in that order.
 """
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from typing import Dict, List, Sequence
 
 import numpy as np
 
 from .frame_detections import FrameDetections, TrackingInputError, paired_box_iou
 from .online_tracker import OnlineTracker, TrackedDetection, Tracklet, check_frames
-from .settings import TrackerSettings
 
-__all__ = ["bitrack", "merge_bidirectional", "track_video", "is_config"]
+__all__ = ["bitrack", "merge_bidirectional"]
 
 
 def merge_bidirectional(forward: Sequence[Tracklet], backward: Sequence[Tracklet],
@@ -101,13 +100,13 @@ def merge_bidirectional(forward: Sequence[Tracklet], backward: Sequence[Tracklet
 
 
 def bitrack(frames: Sequence[FrameDetections], tracker: OnlineTracker,
-            iou_thresh: float = 0.5) -> List[Tracklet]:
+            iou_thresh: float) -> List[Tracklet]:
     """Run ``tracker`` forward and backward over the cached ``frames`` and merge the results.
 
     Args:
         frames: T FrameDetections of one video (frame t at index t).
-        tracker: the online tracker (reset by each pass).
-        iou_thresh: BITRACK_IOU_THRESH, mean-IoU threshold for merging.
+        tracker: the online tracker (reset by each pass); ``VideoTracker.online()``.
+        iou_thresh: in [0, 1], mean-IoU threshold for merging (``bitrack_iou_thresh``).
 
     Returns:
         disjoint tracklets with ids 0..M-1 (see :func:`merge_bidirectional`).
@@ -120,59 +119,3 @@ def bitrack(frames: Sequence[FrameDetections], tracker: OnlineTracker,
     fwd = tracker.track(frames, reverse=False)
     bwd = tracker.track(frames, reverse=True)
     return merge_bidirectional(fwd, bwd, frames, float(iou_thresh))
-
-
-def is_config(obj) -> bool:
-    """True for a detectron2 config (a CfgNode is also a dict, hence the explicit check)."""
-    return hasattr(obj, "MODEL")
-
-
-def resolve_tracker(cfg_or_args: Union[object, dict, OnlineTracker], caller: str
-                    ) -> Tuple[OnlineTracker, Optional[TrackerSettings]]:
-    """The tracker ``cfg_or_args`` describes, and its :class:`TrackerSettings` when it is a
-    detectron2 config (None for a dict of OnlineTracker arguments or an OnlineTracker).
-
-    ``caller`` names the function in the error for anything else.
-    """
-    if isinstance(cfg_or_args, OnlineTracker):
-        return cfg_or_args, None
-    if is_config(cfg_or_args):
-        settings = TrackerSettings.from_config(cfg_or_args)
-        return settings.build_tracker(), settings
-    if isinstance(cfg_or_args, dict):
-        return OnlineTracker(**cfg_or_args), None
-    raise TrackingInputError(
-        f"{caller}: cfg_or_args must be a config, a dict of OnlineTracker arguments "
-        f"or an OnlineTracker, got {type(cfg_or_args).__name__}")
-
-
-# track_video's ``bitrack`` argument shadows the function inside it.
-_bitrack = bitrack
-
-
-def track_video(frames: Sequence[FrameDetections],
-                cfg_or_args: Union[object, dict, OnlineTracker],
-                bitrack: Optional[bool] = None,
-                iou_thresh: Optional[float] = None) -> List[Tracklet]:
-    """Track one cached video, with or without BiTrack.
-
-    Args:
-        frames: T FrameDetections of the video.
-        cfg_or_args: a detectron2 config with MODEL.VIS.TRACKER, a dict of
-            :class:`OnlineTracker` keyword arguments, or an OnlineTracker.
-        bitrack: run BiTrack; default MODEL.VIS.TRACKER.BITRACK for a config, False otherwise.
-        iou_thresh: BiTrack threshold; default MODEL.VIS.TRACKER.BITRACK_IOU_THRESH for a
-            config, 0.5 otherwise.
-
-    Returns:
-        the video's tracklets (forward pass only, or BiTrack's merge).
-    """
-    tracker, settings = resolve_tracker(cfg_or_args, "track_video")
-    cfg_bitrack, cfg_thresh = False, 0.5
-    if settings is not None:
-        cfg_bitrack, cfg_thresh = settings.bitrack, settings.bitrack_iou_thresh
-    use_bitrack = cfg_bitrack if bitrack is None else bool(bitrack)
-    thresh = cfg_thresh if iou_thresh is None else float(iou_thresh)
-    if use_bitrack:
-        return _bitrack(frames, tracker, thresh)
-    return tracker.track(frames)

@@ -1,6 +1,6 @@
 """``FrameDetections``: one frame's detections, cached once per video for the tracker.
 
-The model runs once per frame and stores its outputs here (data contract 4); the tracker then
+The model runs once per frame and stores its outputs here; the tracker then
 associates them forward and, for BiTrack, backward, from the same cache without a second model
 pass. The tracker never copies the masks: it refers to a detection by its index in a frame.
 """
@@ -22,7 +22,7 @@ def _where(source: str) -> str:
 
 @dataclass(eq=False)
 class FrameDetections:
-    """Detections of one video frame (data contract 4).
+    """Detections of one video frame, as the tracker reads them.
 
     Attributes:
         boxes: (N, 4) float32, XYXY in original video pixels (x2 >= x1, y2 >= y1).

@@ -5,17 +5,17 @@ For detection i of the current frame and active track n (memory embedding m_n, b
     S[i, n] = log_softmax([0, e_i.m_1, ..., e_i.m_N])_n + a*log(score_i)
               + b*IoU(box_i, box_n) + c*[label_i == label_n] - d*dist(box_i, box_n)
 
+with a, b, c, d the :class:`~vis_d2.tracking.VideoTracker`'s ``score_weight``, ``iou_weight``,
+``label_term_weight`` and ``distance_weight``.
+
 Slot 0 of the softmax stands for "a new object"; it gets IoU 0, distance 0 and the label term as
 if matched (+c). A track's memory is its latest box and label and its embedding (the latest, or a
 momentum average); tracks unseen for more than ``max_age`` frames retire and drop it.
 
 ``dist`` is the distance between the two box centres in units of the track box's size (the
-square root of its area); d = 0 (the default) is MaskTrack R-CNN's score. Why it exists: the IoU
-term is 0 for every box that does not touch the track's, so a track whose object has left the
-frame or is hidden (for up to ``max_age`` frames) takes any detection of its label whose
-embedding dot product with the memory beats the "new" slot, wherever it is; on the demo model
-such jumps to a far, low-scoring detection (a fragment of another object, a blob at the border)
-were a common way for a track to lose its object (docs/BENCHMARKS.md, round 14).
+square root of its area); d = 0 (the default) is MaskTrack R-CNN's score. The IoU term is 0 for
+every box that does not touch the track's, so without it a track whose object has left or is
+hidden takes any far detection of its label whose embedding beats the "new" slot.
 
 MaskTrack R-CNN takes each detection's argmax, so two detections can take the
 same track; here each track is taken by at most one detection per frame: the frame is solved
@@ -27,7 +27,6 @@ The tracker runs over per-frame detections cached once (a list of
 backwards. It never copies masks: a :class:`Tracklet` maps frame index -> detection index in
 that frame, plus the detection's box, score and label (a few numbers).
 """
-import math
 from typing import Dict, Iterator, List, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
@@ -143,85 +142,21 @@ class _TrackMemory:
 
 
 class OnlineTracker:
-    """Frame-by-frame association (MaskTrack R-CNN's score, one-to-one assignment).
+    """Frame-by-frame association (MaskTrack R-CNN's score, one-to-one assignment), with the
+    weights, thresholds and memory of a :class:`~vis_d2.tracking.VideoTracker`.
+
+    Build it with ``video_tracker.online()``; it holds the state of one pass (the active
+    tracks and the tracklets built), which :meth:`reset` and :meth:`track` clear.
 
     Args:
-        match_coeffs: (a, b, c) weights of log(score), box IoU and same-label terms.
-        distance_weight: d >= 0, weight of the centre-distance penalty (see the module doc).
-        score_thresh: detections scoring below this are dropped before association.
-        max_age: a track unseen for more than this many consecutive frames retires.
-        momentum: m in [0, 1); memory embedding = m * old + (1 - m) * new (0 keeps the latest).
-        label_voting: relax the label term to ``label_voting_weight`` (paper 3.5.4) and vote
-            the track category (score-weighted if ``label_vote_score_weighted``).
-        label_voting_weight: label-term weight used instead of c with label voting.
-        label_vote_score_weighted: see ``label_voting``.
-        max_dets: keep at most this many highest-scoring detections per frame (0: all).
+        settings: the VideoTracker whose fields it reads (``score_weight``, ``iou_weight``,
+            ``label_term_weight``, ``distance_weight``, ``score_thresh``, ``max_age``,
+            ``momentum``).
     """
 
-    def __init__(
-        self,
-        *,
-        match_coeffs: Sequence[float] = (1.0, 2.0, 10.0),
-        distance_weight: float = 0.0,
-        score_thresh: float = 0.05,
-        max_age: int = 10,
-        momentum: float = 0.0,
-        label_voting: bool = False,
-        label_voting_weight: float = 0.0,
-        label_vote_score_weighted: bool = True,
-        max_dets: int = 0,
-    ):
-        coeffs = [float(x) for x in match_coeffs]
-        if len(coeffs) != 3 or not all(math.isfinite(x) for x in coeffs):
-            raise TrackingInputError(
-                f"OnlineTracker: match_coeffs (MODEL.VIS.TRACKER.MATCH_COEFFS) must be 3 finite "
-                f"numbers (a, b, c), got {list(match_coeffs)}")
-        if not (math.isfinite(float(distance_weight)) and distance_weight >= 0):
-            raise TrackingInputError(
-                f"OnlineTracker: distance_weight (MODEL.VIS.TRACKER.DISTANCE_WEIGHT) must be a "
-                f"finite number >= 0, got {distance_weight}")
-        if not score_thresh >= 0:
-            raise TrackingInputError(
-                f"OnlineTracker: score_thresh (MODEL.VIS.TRACKER.SCORE_THRESH) must be >= 0, "
-                f"got {score_thresh}")
-        if int(max_age) != max_age or max_age < 0:
-            raise TrackingInputError(
-                f"OnlineTracker: max_age (MODEL.VIS.TRACKER.MAX_AGE) must be an integer >= 0, "
-                f"got {max_age}")
-        if not 0.0 <= momentum < 1.0:
-            raise TrackingInputError(
-                f"OnlineTracker: momentum (MODEL.VIS.TRACKER.MOMENTUM) must be in [0, 1), "
-                f"got {momentum}")
-        if int(max_dets) != max_dets or max_dets < 0:
-            raise TrackingInputError(
-                f"OnlineTracker: max_dets (MODEL.VIS.TRACKER.MAX_DETS_PER_FRAME) must be an "
-                f"integer >= 0, got {max_dets}")
-        if not math.isfinite(float(label_voting_weight)):
-            raise TrackingInputError(
-                f"OnlineTracker: label_voting_weight (MODEL.VIS.TRACKER.LABEL_VOTING_WEIGHT) "
-                f"must be finite, got {label_voting_weight}")
-        self.match_coeffs = tuple(coeffs)
-        self.distance_weight = float(distance_weight)
-        self.score_thresh = float(score_thresh)
-        self.max_age = int(max_age)
-        self.momentum = float(momentum)
-        self.label_voting = bool(label_voting)
-        self.label_voting_weight = float(label_voting_weight)
-        self.label_vote_score_weighted = bool(label_vote_score_weighted)
-        self.max_dets = int(max_dets)
+    def __init__(self, settings):
+        self.settings = settings
         self.reset()
-
-    @classmethod
-    def from_config(cls, cfg) -> "OnlineTracker":
-        """Build from a detectron2 config holding ``MODEL.VIS.TRACKER`` (see vis_d2.config)."""
-        from .settings import TrackerSettings  # settings.py imports this module
-
-        return TrackerSettings.from_config(cfg).build_tracker()
-
-    @property
-    def label_coeff(self) -> float:
-        """Weight of the same-label term actually used (c, or the relaxed label-voting weight)."""
-        return self.label_voting_weight if self.label_voting else self.match_coeffs[2]
 
     # ---- state ----
     def reset(self, reverse: bool = False) -> None:
@@ -250,14 +185,9 @@ class OnlineTracker:
 
     # ---- association ----
     def kept_detections(self, frame_dets: FrameDetections) -> np.ndarray:
-        """Indices of the detections that take part in association, ascending: score >=
-        score_thresh and, with ``max_dets``, among the ``max_dets`` highest scores."""
-        keep = np.nonzero(frame_dets.scores >= self.score_thresh)[0]
-        if self.max_dets and len(keep) > self.max_dets:
-            # stable sort: equal scores keep the lower detection index
-            order = np.argsort(-frame_dets.scores[keep], kind="stable")[: self.max_dets]
-            keep = np.sort(keep[order])
-        return keep
+        """Indices of the detections that take part in association, ascending: those scoring
+        >= ``score_thresh`` (the per-frame cap was applied when the frame was cached)."""
+        return np.nonzero(frame_dets.scores >= self.settings.score_thresh)[0]
 
     def association_scores(self, frame_dets: FrameDetections,
                            keep: Optional[np.ndarray] = None) -> np.ndarray:
@@ -274,8 +204,8 @@ class OnlineTracker:
         """
         if keep is None:
             keep = self.kept_detections(frame_dets)
-        a, b, _ = self.match_coeffs
-        c = self.label_coeff
+        s = self.settings
+        a, b, c, d = s.score_weight, s.iou_weight, s.label_term_weight, s.distance_weight
         k, n = len(keep), len(self._active)
         emb = frame_dets.embeddings[keep].astype(np.float64)
         if n:
@@ -290,8 +220,7 @@ class OnlineTracker:
             iou = pairwise_box_iou(det_boxes, track_boxes).astype(np.float64)
             same = frame_dets.labels[keep][:, None] == np.array(
                 [m.label for m in self._active], dtype=np.int64)[None, :]
-            dist = (center_distance(det_boxes, track_boxes) if self.distance_weight
-                    else np.zeros((k, n)))
+            dist = center_distance(det_boxes, track_boxes) if d else np.zeros((k, n))
         else:
             dots = np.zeros((k, 0))
             iou = np.zeros((k, 0))
@@ -302,7 +231,7 @@ class OnlineTracker:
         scores += a * np.log(np.maximum(frame_dets.scores[keep].astype(np.float64),
                                         _MIN_SCORE))[:, None]
         scores[:, 0] += c                      # "new": IoU 0, distance 0, label counted as matched
-        scores[:, 1:] += b * iou + c * same - self.distance_weight * dist
+        scores[:, 1:] += b * iou + c * same - d * dist
         return scores
 
     def step(self, frame_idx: int, frame_dets: FrameDetections) -> List[int]:
@@ -334,7 +263,7 @@ class OnlineTracker:
 
         # Retire tracks unseen for more than max_age frames; they drop their memory.
         self._active = [m for m in self._active
-                        if abs(frame_idx - m.last_seen) - 1 <= self.max_age]
+                        if abs(frame_idx - m.last_seen) - 1 <= self.settings.max_age]
 
         ids = [-1] * len(frame_dets)
         keep = self.kept_detections(frame_dets)
@@ -366,8 +295,8 @@ class OnlineTracker:
                 mem.embedding = emb.copy()
                 new_mems.append(mem)
             else:
-                mem.embedding = (self.momentum * mem.embedding
-                                 + (1.0 - self.momentum) * emb).astype(np.float32)
+                m = self.settings.momentum
+                mem.embedding = (m * mem.embedding + (1.0 - m) * emb).astype(np.float32)
             mem.box = frame_dets.boxes[det].copy()
             mem.label = int(frame_dets.labels[det])
             mem.last_seen = frame_idx

@@ -2,9 +2,7 @@
 
 Per-class detection NMS lets one object yield a detection for each class it might be, and the
 tracker's label term links those into one track per class; fragments and near-duplicate boxes
-add more. On the demo model a validation object overlapped 4-21 predicted tracks (stIoU > 0.1)
-while the best of them matched the object almost as well as linking each frame's detections
-with the ground-truth identities (mean stIoU 0.75 against 0.80; docs/BENCHMARKS.md).
+add more, so one object can own several predicted tracks.
 
 Every duplicate scored above another object's track is a false positive to the video-level
 metric, but the duplicates of other classes are also the hedge that keeps an uncertain object

@@ -8,7 +8,7 @@ P2..P7 with 64 channels (P6/P7 from stride-2 convs on P5) + RPN + box / mask / t
 
 Top-level keys, as detectron2's LazyConfig convention: ``model``, ``dataloader`` (``train``,
 ``test``, ``evaluator``), ``optimizer``, ``lr_multiplier``, ``train``; plus ``tracker``, the
-tracking settings of video inference (a :class:`vis_d2.tracking.TrackerSettings`).
+tracking of video inference (a :class:`vis_d2.tracking.VideoTracker`).
 """
 import torch
 from fvcore.common.param_scheduler import MultiStepParamScheduler
@@ -40,7 +40,7 @@ from vis_d2.data.instance_recolor import InstanceRecolor
 from vis_d2.data.pseudo_pair_mapper import PseudoPairDatasetMapper, RandomAffine
 from vis_d2.data.video_pair_mapper import VideoPairDatasetMapper
 from vis_d2.data.video_test_mapper import VideoTestDatasetMapper
-from vis_d2.tracking import TrackerSettings
+from vis_d2.tracking import VideoTracker
 from vis_d2.evaluation.evaluator import YTVISEvaluator
 from vis_d2.modeling.fpn import make_basic_block_stages
 from vis_d2.modeling.mask_class_head import MaskClassHead
@@ -217,8 +217,10 @@ dataloader.evaluator = L(YTVISEvaluator)(
 )
 
 # ---- tracking (video inference) ------------------------------------------------------------
-tracker = L(TrackerSettings)(
-    match_coeffs=[1.0, 2.0, 10.0],
+tracker = L(VideoTracker)(
+    score_weight=1.0,
+    iou_weight=2.0,
+    label_weight=10.0,
     distance_weight=2.0,
     score_thresh=0.1,
     max_age=10,
