@@ -19,8 +19,13 @@ import torch
 
 from detectron2.config import configurable
 
-from .augmentation import CHANNEL_ORDERS, check_prob, check_range
-from .pair_utils import WorkerSeededRandom, pair_has_bitmasks
+from .augmentation import (
+    CHANNEL_ORDERS,
+    WorkerSeededRandom,
+    check_prob,
+    check_range,
+    pair_has_bitmasks,
+)
 
 __all__ = ["InstanceRecolor"]
 
