@@ -33,7 +33,7 @@ from detectron2.utils.events import get_event_storage
 from .mask_class_head import MaskClassHead, mask_class_inference, mask_class_loss
 from .mask_iou_head import MaskIoUHead, mask_iou_inference, mask_iou_loss, mask_iou_targets
 from .tcis import TCIS, tcis_instance_pairs, tcis_mask_loss
-from .track_head import build_track_head, track_embedding_loss
+from .track_head import TrackHead, track_embedding_loss
 
 __all__ = ["VISROIHeads"]
 
@@ -170,7 +170,7 @@ class VISROIHeads(StandardROIHeads):
         channels = input_shape[in_features[0]].channels
         shape = ShapeSpec(channels=channels, height=res, width=res)
         return {
-            "track_head": build_track_head(cfg, shape),
+            "track_head": TrackHead(cfg, shape),
             "track_loss_weight": cfg.MODEL.VIS.TRACK_HEAD.LOSS_WEIGHT,
             "track_detach_iters": cfg.MODEL.VIS.TRACK_HEAD.DETACH_ITERS,
         }
