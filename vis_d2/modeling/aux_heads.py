@@ -263,14 +263,8 @@ class MultiLabelHead(nn.Module):
     """Global average pooling -> FC -> (N, num_classes) logits; BCE against multi-hot labels."""
 
     @configurable
-    def __init__(
-        self,
-        input_shape: ShapeSpec,
-        *,
-        in_feature: str,
-        num_classes: int,
-        loss_weight: float = 1.0,
-    ):
+    def __init__(self, input_shape: ShapeSpec, *, in_feature: str, num_classes: int,
+                 loss_weight: float = 1.0):
         """
         Args:
             input_shape: channels of the input stage ``in_feature`` (``res5`` of the ResNet).
