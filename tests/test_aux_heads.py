@@ -25,8 +25,6 @@ from vis_d2.config import get_vis_cfg
 from vis_d2.modeling.aux_heads import (
     MultiLabelHead,
     SemSegAuxHead,
-    build_multilabel_head,
-    build_semseg_aux_head,
     multilabel_targets,
     semantic_targets,
 )
@@ -109,10 +107,10 @@ def test_multilabel_targets():
 def test_builders_reject_unknown_features():
     cfg = _cfg("MODEL.VIS.SEMSEG.IN_FEATURE", "p9", "MODEL.VIS.MULTILABEL.IN_FEATURE", "res6")
     with pytest.raises(ValueError, match=r"SEMSEG.IN_FEATURE='p9'.*\['p2', 'p3'\]"):
-        build_semseg_aux_head(cfg, {"p2": ShapeSpec(channels=8, stride=4),
-                                    "p3": ShapeSpec(channels=8, stride=8)})
-    with pytest.raises(ValueError, match=r"MULTILABEL.IN_FEATURE='res6'"):
-        build_multilabel_head(cfg, {"res5": ShapeSpec(channels=8, stride=32)})
+        SemSegAuxHead(cfg, {"p2": ShapeSpec(channels=8, stride=4),
+                            "p3": ShapeSpec(channels=8, stride=8)})
+    with pytest.raises(ValueError, match=r"MULTILABEL.IN_FEATURE='res6'.*OUT_FEATURES.*\['res5'\]"):
+        MultiLabelHead(cfg, {"res5": ShapeSpec(channels=8, stride=32)})
     with pytest.raises(ValueError, match="RESCORE_TEST needs the multi-label head"):
         build_model(_cfg("MODEL.VIS.MULTILABEL.RESCORE_TEST", "True"))
 

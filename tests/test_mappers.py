@@ -94,7 +94,7 @@ def frame_image(t, h=H, w=W):
 
 
 def write_video(root, video_id=7, length=T_LEN, with_masks=True, crowd_only_first=False):
-    """Write `length` frames and return a contract-1 video record."""
+    """Write `length` frames and return their video record."""
     os.makedirs(root, exist_ok=True)
     file_names, annotations = [], []
     for t in range(length):
@@ -312,7 +312,7 @@ def test_video_pair_missing_frame_and_size_mismatch(tmp_path, caplog):
     record = write_video(str(tmp_path / "v"), length=2)
     cv2.imwrite(record["file_names"][1], cv2.resize(frame_image(1), (W // 2, H // 2)))
     mapper = VideoPairDatasetMapper(make_cfg())
-    with caplog.at_level(logging.WARNING, logger="vis_d2.data.pair_utils"):
+    with caplog.at_level(logging.WARNING, logger="vis_d2.data.frames"):
         out = mapper(record)  # 2 frames, delta 2: key and ref are frames 0 and 1
     assert out["image"].shape == out["ref_image"].shape == (3, H, W)
     assert any("video 7" in m and "frame 1" in m and "resizing" in m for m in caplog.messages)
@@ -509,12 +509,13 @@ def test_video_test_mapper_errors_and_size_mismatch(tmp_path, caplog):
         mapper(empty)
     cv2.imwrite(record["file_names"][2], cv2.resize(frame_image(2), (W * 2, H * 2)))
     frames = mapper(record)["frames"]
-    with caplog.at_level(logging.WARNING, logger="vis_d2.data.pair_utils"):
+    with caplog.at_level(logging.WARNING, logger="vis_d2.data.frames"):
         f2 = frames[2]
     assert f2["image"].shape == (3, H, W)
     assert any("video 7" in m and "frame 2" in m for m in caplog.messages)
     os.remove(record["file_names"][1])
-    with pytest.raises(FileNotFoundError, match=r"_001\.png.*video 7.*frame 1"):
+    message = r"video 7.*frame 1: file '.*_001\.png' does not exist"
+    with pytest.raises(FileNotFoundError, match=message):
         frames[1]
 
 

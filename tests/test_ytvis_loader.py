@@ -1,6 +1,7 @@
 """YouTube-VIS loader, read_frame, registration and builtin datasets, on hand-made jsons."""
 import importlib
 import json
+import logging
 import os
 import re
 import subprocess
@@ -21,12 +22,8 @@ from vis_d2.data.categories import (
     YTVIS_2021_CATEGORIES,
     YTVIS_2021_TO_COCO,
 )
-from vis_d2.data.ytvis import (
-    YTVISFormatError,
-    load_ytvis_json,
-    read_frame,
-    register_ytvis_instances,
-)
+from vis_d2.data.frames import read_frame
+from vis_d2.data.ytvis import YTVISFormatError, load_ytvis_json, register_ytvis_instances
 
 H1, W1 = 10, 12  # video 1
 H2, W2 = 6, 5  # video 2
@@ -279,7 +276,7 @@ def test_invalid_json_text(tmp_path):
         load_ytvis_json(str(path), str(tmp_path))
 
 
-def test_read_frame(dataset):
+def test_read_frame(dataset, caplog):
     json_file, root, _ = dataset
     v1 = load_ytvis_json(json_file, root)[0]
     img = read_frame(v1, 1)  # vid1/00000.png, written second: B = 10 * 1
@@ -288,16 +285,30 @@ def test_read_frame(dataset):
     assert read_frame(v1, 1, format="RGB")[0, 0].tolist() == [31, 20, 10]
 
     os.remove(v1["file_names"][2])
-    message = r"video 1: frame 2 file does not exist: .*vid1/00001\.png"
+    missing = v1["file_names"][2]
+    message = re.escape(f"video 1 ({json_file}), frame 2: file '{missing}' does not exist")
     with pytest.raises(FileNotFoundError, match=message):
         read_frame(v1, 2)
-    with pytest.raises(IndexError, match=r"video 1: frame index 3 out of range \[0, 3\)"):
+    with pytest.raises(IndexError, match=r"video 1 \(.*\): frame index 3 out of range \[0, 3\)"):
         read_frame(v1, 3)
 
-    cv2.imwrite(v1["file_names"][0], np.zeros((4, 4, 3), np.uint8))
-    message = r"video 1: frame 0 .* is 4x4 \(HxW\), the json says 10x12"
-    with pytest.raises(YTVISFormatError, match=message):
-        read_frame(v1, 0)
+    # A frame of another size is resized to the json's size, with a warning naming the file.
+    cv2.imwrite(v1["file_names"][0], np.full((4, 4, 3), 7, np.uint8))
+    with caplog.at_level(logging.WARNING, logger="vis_d2.data.frames"):
+        img = read_frame(v1, 0)
+    assert img.shape == (H1, W1, 3) and int(img.min()) == int(img.max()) == 7
+    assert any(v1["file_names"][0] in m and "is 4x4 (HxW) but the video is 10x12" in m
+               for m in caplog.messages)
+
+    # A truncated file is an error naming it.
+    with open(v1["file_names"][1], "rb") as f:
+        data = f.read()
+    with open(v1["file_names"][1], "wb") as f:
+        f.write(data[: len(data) // 2])
+    message = re.escape(f"video 1 ({json_file}), frame 1: file '{v1['file_names'][1]}' is not a "
+                        "readable image")
+    with pytest.raises(ValueError, match=message):
+        read_frame(v1, 1)
 
 
 def test_register_round_trip(dataset, tmp_path):

@@ -35,7 +35,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import vis_d2  # noqa: E402,F401
 from vis_d2.config import get_vis_cfg  # noqa: E402
 from vis_d2.data.build import verify_datasets  # noqa: E402
-from vis_d2.data.ytvis import read_frame  # noqa: E402
+from vis_d2.data.frames import read_frame  # noqa: E402
 from vis_d2.engine import VISTrainer  # noqa: E402
 from vis_d2.evaluation.ytvis_eval import format_metrics_table  # noqa: E402
 from vis_d2.file_io import atomic_write_json  # noqa: E402

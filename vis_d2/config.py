@@ -15,7 +15,6 @@ def add_vis_config(cfg):
     _C.MODEL.VIS = CN()
     # ---- track head (MaskTrack R-CNN style) -------------------------------------------------
     _C.MODEL.VIS.TRACK_HEAD = CN()
-    _C.MODEL.VIS.TRACK_HEAD.NAME = "TrackHead"
     _C.MODEL.VIS.TRACK_HEAD.NUM_FC = 2
     _C.MODEL.VIS.TRACK_HEAD.FC_DIM = 1024
     _C.MODEL.VIS.TRACK_HEAD.EMBED_DIM = 1024
@@ -43,7 +42,6 @@ def add_vis_config(cfg):
     # Semantic segmentation branch on P3 (training only).
     _C.MODEL.VIS.SEMSEG = CN()
     _C.MODEL.VIS.SEMSEG.ENABLED = False
-    _C.MODEL.VIS.SEMSEG.NAME = "SemSegAuxHead"
     _C.MODEL.VIS.SEMSEG.IN_FEATURE = "p3"
     _C.MODEL.VIS.SEMSEG.NUM_CONVS = 4
     _C.MODEL.VIS.SEMSEG.CONV_DIM = 128
@@ -52,7 +50,6 @@ def add_vis_config(cfg):
     # Multi-label classification on C5 (training only; optionally rescales scores at inference).
     _C.MODEL.VIS.MULTILABEL = CN()
     _C.MODEL.VIS.MULTILABEL.ENABLED = False
-    _C.MODEL.VIS.MULTILABEL.NAME = "MultiLabelHead"
     _C.MODEL.VIS.MULTILABEL.IN_FEATURE = "res5"
     _C.MODEL.VIS.MULTILABEL.LOSS_WEIGHT = 0.5
     _C.MODEL.VIS.MULTILABEL.RESCORE_TEST = False

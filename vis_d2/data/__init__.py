@@ -8,9 +8,9 @@ from .ytvis import (
     YTVISFormatError,
     categories_to_metadata,
     load_ytvis_json,
-    read_frame,
     register_ytvis_instances,
 )
+from .frames import read_frame, read_video_frames
 from . import builtin  # noqa: F401  (registers the builtin datasets)
 from .build import (
     PairDatasetMapper,
@@ -29,27 +29,5 @@ from .pseudo_pair_mapper import PseudoPairDatasetMapper
 from .video_pair_mapper import VideoPairDatasetMapper
 from .video_test_mapper import LazyVideoFrames, VideoTestDatasetMapper
 
-__all__ = [
-    # YouTube-VIS format
-    "YTVISFormatError",
-    "categories_to_metadata",
-    "load_ytvis_json",
-    "read_frame",
-    "register_ytvis_instances",
-    # loaders and mappers
-    "PairDatasetMapper",
-    "UnknownDatasetError",
-    "build_vis_test_loader",
-    "build_vis_train_loader",
-    "get_dataset_dicts_by_name",
-    "get_vis_train_dataset_dicts",
-    "get_vis_train_sources",
-    "is_video_dataset",
-    "source_repeat_factors",
-    "PseudoPairDatasetMapper",
-    "CopyPaste",
-    "InstanceRecolor",
-    "VideoPairDatasetMapper",
-    "LazyVideoFrames",
-    "VideoTestDatasetMapper",
-]
+# As detectron2.data: everything imported above.
+__all__ = [k for k in globals().keys() if not k.startswith("_")]

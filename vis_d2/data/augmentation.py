@@ -1,8 +1,8 @@
 """Training augmentations of the pair mappers, beyond detectron2's resize and horizontal flip.
 
-The synthetic demo trains on 80 videos, about 200 objects in all: a model trained twice as long
-gains far more on its training videos than on unseen ones (docs/BENCHMARKS.md, round 7). These
-augmentations make new objects out of the same videos, with the label kept:
+The synthetic demo trains on 80 videos, about 200 objects in all, so a longer-trained model
+gains far more on its training videos than on unseen ones. These augmentations make new
+objects out of the same videos, with the label kept:
 
 * :class:`RandomChannelPermutation`: the colour channels in another order (a red-and-blue
   striped object becomes a green-and-red one); the synthetic classes are shapes, never colours.
@@ -12,18 +12,26 @@ augmentations make new objects out of the same videos, with the label kept:
 
 The pair mappers sample them once, on the key frame, and apply the same transform to the
 reference frame, so an object keeps its (new) appearance across the pair that trains the track
-embedding. Colour transforms leave boxes and masks alone. The demo config switches all four on:
-at 1400 steps they did not raise the AP of a 60-video dev set (round 7), at 2000 and 2800 steps
-they did (rounds 7 and 8).
+embedding. Colour transforms leave boxes and masks alone.
+
+The augmentations of whole mapped pairs (:class:`CopyPaste`, :class:`InstanceRecolor`) share
+:func:`pair_has_bitmasks` and :class:`WorkerSeededRandom` from here.
 """
-from typing import List, Sequence
+from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
 from detectron2.data import detection_utils as utils
 from detectron2.data import transforms as T
+from detectron2.structures import BitMasks
 
-__all__ = ["CHANNEL_ORDERS", "RandomChannelPermutation", "build_pair_augmentation"]
+__all__ = [
+    "CHANNEL_ORDERS",
+    "RandomChannelPermutation",
+    "build_pair_augmentation",
+    "pair_has_bitmasks",
+    "WorkerSeededRandom",
+]
 
 # The five orders of (0, 1, 2) other than the identity.
 CHANNEL_ORDERS = [(0, 2, 1), (1, 0, 2), (1, 2, 0), (2, 0, 1), (2, 1, 0)]
@@ -83,3 +91,30 @@ def build_pair_augmentation(cfg, is_train: bool = True) -> List[T.Augmentation]:
     if permute > 0:
         augs.append(RandomChannelPermutation(permute))
     return augs
+
+
+def pair_has_bitmasks(pair: Dict) -> bool:
+    """Whether a mapped pair carries per-pixel masks of both frames (``BitMasks`` gt_masks, and
+    not a box-only pair, ``has_mask`` False): what the pair augmentations need."""
+    return bool(pair.get("has_mask", True)) and all(
+        pair[k].has("gt_masks") and isinstance(pair[k].gt_masks, BitMasks)
+        for k in ("instances", "ref_instances"))
+
+
+class WorkerSeededRandom:
+    """Mixin: ``self._rng``, a numpy Generator seeded by ``self._seed``, created on first use.
+
+    On first use means inside the data-loader worker: without a seed it is drawn from numpy's
+    global state, which detectron2 seeds differently in every worker, so workers do not repeat
+    each other's draws.
+    """
+
+    _seed: Optional[int] = None
+    _generator: Optional[np.random.Generator] = None
+
+    @property
+    def _rng(self) -> np.random.Generator:
+        if self._generator is None:
+            seed = self._seed if self._seed is not None else int(np.random.randint(2**31))
+            self._generator = np.random.default_rng(seed)
+        return self._generator

@@ -35,10 +35,10 @@ from detectron2.data.samplers import (
 
 from .copy_paste import CopyPaste
 from .instance_recolor import InstanceRecolor
-from .pair_utils import annotated_frame_indices
 from .pseudo_pair_mapper import PseudoPairDatasetMapper
 from .video_pair_mapper import VideoPairDatasetMapper
 from .video_test_mapper import VideoTestDatasetMapper
+from .video_record import annotated_frame_indices
 
 __all__ = [
     "UnknownDatasetError",

@@ -1,4 +1,4 @@
-"""Category lists of the video instance segmentation benchmarks, as Python literals.
+"""Category lists of the video instance segmentation benchmarks, written out in Python.
 
 Each list is ``[{"id": json category id, "name": str}, ...]`` in json id order, i.e. the order
 of the contiguous ids (contiguous id = position in the list). They are written out here so that
@@ -12,95 +12,32 @@ __all__ = [
     "OVIS_CATEGORIES",
 ]
 
+
+def _numbered(names):
+    """``[{"id": 1, "name": names[0]}, {"id": 2, ...}, ...]``: the benchmarks number their
+    categories 1..N in list order."""
+    return [{"id": i, "name": name} for i, name in enumerate(names, start=1)]
+
+
 # YouTube-VIS 2019: 40 categories.
-YTVIS_2019_CATEGORIES = [
-    {"id": 1, "name": "person"},
-    {"id": 2, "name": "giant_panda"},
-    {"id": 3, "name": "lizard"},
-    {"id": 4, "name": "parrot"},
-    {"id": 5, "name": "skateboard"},
-    {"id": 6, "name": "sedan"},
-    {"id": 7, "name": "ape"},
-    {"id": 8, "name": "dog"},
-    {"id": 9, "name": "snake"},
-    {"id": 10, "name": "monkey"},
-    {"id": 11, "name": "hand"},
-    {"id": 12, "name": "rabbit"},
-    {"id": 13, "name": "duck"},
-    {"id": 14, "name": "cat"},
-    {"id": 15, "name": "cow"},
-    {"id": 16, "name": "fish"},
-    {"id": 17, "name": "train"},
-    {"id": 18, "name": "horse"},
-    {"id": 19, "name": "turtle"},
-    {"id": 20, "name": "bear"},
-    {"id": 21, "name": "motorbike"},
-    {"id": 22, "name": "giraffe"},
-    {"id": 23, "name": "leopard"},
-    {"id": 24, "name": "fox"},
-    {"id": 25, "name": "deer"},
-    {"id": 26, "name": "owl"},
-    {"id": 27, "name": "surfboard"},
-    {"id": 28, "name": "airplane"},
-    {"id": 29, "name": "truck"},
-    {"id": 30, "name": "zebra"},
-    {"id": 31, "name": "tiger"},
-    {"id": 32, "name": "elephant"},
-    {"id": 33, "name": "snowboard"},
-    {"id": 34, "name": "boat"},
-    {"id": 35, "name": "shark"},
-    {"id": 36, "name": "mouse"},
-    {"id": 37, "name": "frog"},
-    {"id": 38, "name": "eagle"},
-    {"id": 39, "name": "earless_seal"},
-    {"id": 40, "name": "tennis_racket"},
-]
+YTVIS_2019_CATEGORIES = _numbered([
+    "person", "giant_panda", "lizard", "parrot", "skateboard", "sedan", "ape", "dog", "snake",
+    "monkey", "hand", "rabbit", "duck", "cat", "cow", "fish", "train", "horse", "turtle",
+    "bear", "motorbike", "giraffe", "leopard", "fox", "deer", "owl", "surfboard", "airplane",
+    "truck", "zebra", "tiger", "elephant", "snowboard", "boat", "shark", "mouse", "frog",
+    "eagle", "earless_seal", "tennis_racket",
+])
 
 # YouTube-VIS 2021: 40 categories, numbered alphabetically. Against 2019 it drops ape, eagle,
 # hand, owl, sedan and adds bird, car, flying_disc, squirrel, whale, so 2019 and 2021 ids differ.
 # YouTube-VIS 2022 uses the 2021 categories.
-YTVIS_2021_CATEGORIES = [
-    {"id": 1, "name": "airplane"},
-    {"id": 2, "name": "bear"},
-    {"id": 3, "name": "bird"},
-    {"id": 4, "name": "boat"},
-    {"id": 5, "name": "car"},
-    {"id": 6, "name": "cat"},
-    {"id": 7, "name": "cow"},
-    {"id": 8, "name": "deer"},
-    {"id": 9, "name": "dog"},
-    {"id": 10, "name": "duck"},
-    {"id": 11, "name": "earless_seal"},
-    {"id": 12, "name": "elephant"},
-    {"id": 13, "name": "fish"},
-    {"id": 14, "name": "flying_disc"},
-    {"id": 15, "name": "fox"},
-    {"id": 16, "name": "frog"},
-    {"id": 17, "name": "giant_panda"},
-    {"id": 18, "name": "giraffe"},
-    {"id": 19, "name": "horse"},
-    {"id": 20, "name": "leopard"},
-    {"id": 21, "name": "lizard"},
-    {"id": 22, "name": "monkey"},
-    {"id": 23, "name": "motorbike"},
-    {"id": 24, "name": "mouse"},
-    {"id": 25, "name": "parrot"},
-    {"id": 26, "name": "person"},
-    {"id": 27, "name": "rabbit"},
-    {"id": 28, "name": "shark"},
-    {"id": 29, "name": "skateboard"},
-    {"id": 30, "name": "snake"},
-    {"id": 31, "name": "snowboard"},
-    {"id": 32, "name": "squirrel"},
-    {"id": 33, "name": "surfboard"},
-    {"id": 34, "name": "tennis_racket"},
-    {"id": 35, "name": "tiger"},
-    {"id": 36, "name": "train"},
-    {"id": 37, "name": "truck"},
-    {"id": 38, "name": "turtle"},
-    {"id": 39, "name": "whale"},
-    {"id": 40, "name": "zebra"},
-]
+YTVIS_2021_CATEGORIES = _numbered([
+    "airplane", "bear", "bird", "boat", "car", "cat", "cow", "deer", "dog", "duck",
+    "earless_seal", "elephant", "fish", "flying_disc", "fox", "frog", "giant_panda", "giraffe",
+    "horse", "leopard", "lizard", "monkey", "motorbike", "mouse", "parrot", "person", "rabbit",
+    "shark", "skateboard", "snake", "snowboard", "squirrel", "surfboard", "tennis_racket",
+    "tiger", "train", "truck", "turtle", "whale", "zebra",
+])
 
 # YouTube-VIS 2021 category name -> (COCO 2017 category id, COCO category name), for the 21
 # categories that name the same thing in both sets (used to add COCO images of these categories
@@ -133,30 +70,8 @@ YTVIS_2021_TO_COCO = {
 
 # OVIS (Occluded Video Instance Segmentation): 25 categories. "Vehical" is spelled as in the
 # official annotation files; keep it so names match the json.
-OVIS_CATEGORIES = [
-    {"id": 1, "name": "Person"},
-    {"id": 2, "name": "Bird"},
-    {"id": 3, "name": "Cat"},
-    {"id": 4, "name": "Dog"},
-    {"id": 5, "name": "Horse"},
-    {"id": 6, "name": "Sheep"},
-    {"id": 7, "name": "Cow"},
-    {"id": 8, "name": "Elephant"},
-    {"id": 9, "name": "Bear"},
-    {"id": 10, "name": "Zebra"},
-    {"id": 11, "name": "Giraffe"},
-    {"id": 12, "name": "Poultry"},
-    {"id": 13, "name": "Giant_panda"},
-    {"id": 14, "name": "Lizard"},
-    {"id": 15, "name": "Parrot"},
-    {"id": 16, "name": "Monkey"},
-    {"id": 17, "name": "Rabbit"},
-    {"id": 18, "name": "Tiger"},
-    {"id": 19, "name": "Fish"},
-    {"id": 20, "name": "Turtle"},
-    {"id": 21, "name": "Bicycle"},
-    {"id": 22, "name": "Motorcycle"},
-    {"id": 23, "name": "Airplane"},
-    {"id": 24, "name": "Boat"},
-    {"id": 25, "name": "Vehical"},
-]
+OVIS_CATEGORIES = _numbered([
+    "Person", "Bird", "Cat", "Dog", "Horse", "Sheep", "Cow", "Elephant", "Bear", "Zebra",
+    "Giraffe", "Poultry", "Giant_panda", "Lizard", "Parrot", "Monkey", "Rabbit", "Tiger",
+    "Fish", "Turtle", "Bicycle", "Motorcycle", "Airplane", "Boat", "Vehical",
+])

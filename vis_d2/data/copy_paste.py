@@ -24,7 +24,7 @@ import torch
 from detectron2.config import configurable
 from detectron2.structures import BitMasks, Boxes, Instances
 
-from .pair_utils import WorkerSeededRandom, pair_has_bitmasks
+from .augmentation import WorkerSeededRandom, pair_has_bitmasks
 
 __all__ = ["CopyPaste"]
 

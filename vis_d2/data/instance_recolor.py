@@ -4,7 +4,7 @@ their own, the same in both frames of the pair.
 Why: the synthetic classes are shapes, and the objects' colours and textures are random, but
 with 80 training videos (about 200 objects) a model can still tie a class to the colours of the
 few objects it saw with it: trained longer, it gains far more on its training videos than on
-unseen ones (docs/BENCHMARKS.md, rounds 7-9). The frame-level colour augmentations
+unseen ones. The frame-level colour augmentations
 (``INPUT.VIS.CHANNEL_PERMUTATION_PROB``, brightness, contrast) change every object of a frame
 alike; this one changes each object on its own, so one frame shows objects in combinations of
 colours no training video has. An object keeps its new colours across the pair, so the track
@@ -19,8 +19,13 @@ import torch
 
 from detectron2.config import configurable
 
-from .augmentation import CHANNEL_ORDERS, check_prob, check_range
-from .pair_utils import WorkerSeededRandom, pair_has_bitmasks
+from .augmentation import (
+    CHANNEL_ORDERS,
+    WorkerSeededRandom,
+    check_prob,
+    check_range,
+    pair_has_bitmasks,
+)
 
 __all__ = ["InstanceRecolor"]
 

@@ -15,7 +15,8 @@ from detectron2.config import configurable
 from detectron2.data import detection_utils as utils
 from detectron2.data import transforms as T
 
-from .pair_utils import assign_track_ids, pair_mapper_common_config, transform_pair
+from .frames import read_image_file
+from .pair_transform import assign_track_ids, pair_mapper_common_config, transform_pair
 
 __all__ = [
     "AffineTransform",
@@ -203,12 +204,7 @@ class PseudoPairDatasetMapper:
     def __call__(self, dataset_dict: dict) -> dict:
         file_name = dataset_dict["file_name"]
         image_id = dataset_dict.get("image_id")
-        try:
-            image = utils.read_image(file_name, format=self.image_format)
-        except FileNotFoundError as e:
-            raise FileNotFoundError(
-                f"image file '{file_name}' (image {image_id}) does not exist"
-            ) from e
+        image = read_image_file(file_name, self.image_format, f"image {image_id}")
         utils.check_image_size(dataset_dict, image)
         annos = assign_track_ids(dataset_dict.get("annotations", []))
         pair = transform_pair(

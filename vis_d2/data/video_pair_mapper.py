@@ -11,15 +11,10 @@ import numpy as np
 from detectron2.config import configurable
 from detectron2.data import transforms as T
 
-from .pair_utils import (
-    video_name,
-    annotated_frame_indices,
-    check_video_record,
-    pair_mapper_common_config,
-    read_video_frame,
-    transform_pair,
-)
+from .frames import read_frame
+from .pair_transform import pair_mapper_common_config, transform_pair
 from .pseudo_pair_mapper import build_pseudo_reference_augmentation
+from .video_record import annotated_frame_indices, check_video_record, video_name
 
 __all__ = ["VideoPairDatasetMapper", "sample_reference_frame", "uniform_frame_subset"]
 
@@ -55,7 +50,7 @@ def uniform_frame_subset(frame_indices: Sequence[int], num: int) -> List[int]:
 
 class VideoPairDatasetMapper:
     """
-    Map a video record (contract 1, from ``load_ytvis_json``) to one training pair.
+    Map a video record (from ``load_ytvis_json``) to one training pair.
 
     * Key frame t: uniform among the frames with at least one non-crowd instance.
     * Reference: :func:`sample_reference_frame` with ``ref_delta`` (the key itself for a
@@ -68,8 +63,8 @@ class VideoPairDatasetMapper:
       is a PSEUDO reference: the key frame under ``pseudo_augmentations`` (random affine + flip,
       see :mod:`vis_d2.data.pseudo_pair_mapper`); the other frames of the video are never read.
     * Crowd instances are dropped; instances whose box is empty after the transforms are removed
-      from each frame (track ids keep the correspondence). A frame file whose size differs from
-      the video's is resized to it, with a warning.
+      from each frame (track ids keep the correspondence). Frames are read by
+      :func:`vis_d2.data.frames.read_frame` (its size policy: resized to the video's size).
 
     Output dict:
         "image", "ref_image": uint8 tensors CxHxW in ``image_format``;
@@ -157,8 +152,8 @@ class VideoPairDatasetMapper:
         pseudo = self.frames_per_video > 0
         ref_idx = key_idx if pseudo else sample_reference_frame(key_idx, length, self.ref_delta)
 
-        key_image = read_video_frame(record, key_idx, self.image_format)
-        ref_image = key_image if ref_idx == key_idx else read_video_frame(
+        key_image = read_frame(record, key_idx, self.image_format)
+        ref_image = key_image if ref_idx == key_idx else read_frame(
             record, ref_idx, self.image_format
         )
         pair = transform_pair(

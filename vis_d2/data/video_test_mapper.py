@@ -12,7 +12,8 @@ import torch
 from detectron2.config import configurable
 from detectron2.data import transforms as T
 
-from .pair_utils import check_video_record, read_video_frame, video_name
+from .frames import read_frame
+from .video_record import check_video_record, video_name
 
 __all__ = ["LazyVideoFrames", "VideoTestDatasetMapper"]
 
@@ -33,7 +34,7 @@ class LazyVideoFrames(Sequence):
     def __init__(self, record: dict, augmentation: T.Augmentation, image_format: str):
         """
         Args:
-            record: a video record (contract 1); its "annotations" are not needed.
+            record: a video record (from ``load_ytvis_json``); its "annotations" are not needed.
             augmentation: deterministic resize applied to every frame.
             image_format: see :func:`detectron2.data.detection_utils.read_image`.
         """
@@ -58,7 +59,7 @@ class LazyVideoFrames(Sequence):
             raise IndexError(
                 f"frame {idx} out of range for {video_name(self._record)} with {len(self)} frames"
             )
-        image = read_video_frame(self._record, idx, self._image_format)
+        image = read_frame(self._record, idx, self._image_format)
         image = self._augmentation.get_transform(image).apply_image(image)
         return {
             "image": torch.as_tensor(np.ascontiguousarray(image.transpose(2, 0, 1))),

@@ -9,30 +9,29 @@ YouTube-VIS 2019/2021/2022 and OVIS share one json format::
                       "bboxes": [[x, y, w, h] | null] * length,
                       "areas": [float | null] * length}, ...]}   # absent/null on test splits
 
-:func:`load_ytvis_json` turns it into one *video record* per video (the shared data contract):
-per-frame lists of instances, each carrying its track id (the json annotation id) and a
-contiguous category id. Frame files are not touched at load time; :func:`read_frame` reads one
-frame and reports a missing file precisely.
+:func:`load_ytvis_json` turns it into one *video record* per video (the dict every vis_d2
+mapper reads, see :mod:`vis_d2.data.video_record`): per-frame lists of instances, each carrying
+its track id (the json annotation id) and a contiguous category id. Frame files are not touched
+at load time; :func:`vis_d2.data.frames.read_frame` reads them.
 """
 import json
 import logging
 import os
 from typing import Any, Dict, List, Optional
 
-import numpy as np
 import pycocotools.mask as mask_util
 from fvcore.common.timer import Timer
 
 from detectron2.data import DatasetCatalog, MetadataCatalog
-from detectron2.data.detection_utils import read_image
 from detectron2.structures import BoxMode
 from detectron2.utils.file_io import PathManager
+
+from ..evaluation.ytvis_eval import YTVISFormatError
 
 __all__ = [
     "YTVISFormatError",
     "categories_to_metadata",
     "load_ytvis_json",
-    "read_frame",
     "register_ytvis_instances",
 ]
 
@@ -42,13 +41,6 @@ _VIDEO_KEYS = ("id", "file_names", "height", "width", "length")
 # "bboxes" is optional (derived from the masks when absent), "iscrowd" defaults to 0, "areas" is
 # not needed by the records.
 _ANNOTATION_KEYS = ("id", "video_id", "category_id", "segmentations")
-
-
-class YTVISFormatError(ValueError):
-    """A YouTube-VIS json (or a frame it points to) does not follow the format.
-
-    The message names the json file and the video / annotation / field at fault.
-    """
 
 
 def categories_to_metadata(categories: List[Dict[str, Any]]) -> Dict[str, Any]:
@@ -358,43 +350,6 @@ def load_ytvis_json(json_file, image_root, dataset_name: Optional[str] = None) -
         values = dict(cat_meta, json_file=json_file, image_root=image_root, has_gt=has_gt)
         _set_metadata(dataset_name, dict(values, evaluator_type="ytvis"), json_file)
     return out
-
-
-def read_frame(record: dict, frame_idx: int, format: str = "BGR") -> np.ndarray:
-    """
-    Read one frame of a video record.
-
-    Args:
-        record: a video record from :func:`load_ytvis_json`.
-        frame_idx: index in ``record["file_names"]``.
-        format: an image format of :func:`detectron2.data.detection_utils.read_image`.
-
-    Returns:
-        np.ndarray: (H, W, 3) uint8 image for "BGR"/"RGB", H and W as in the record.
-
-    Raises:
-        FileNotFoundError: naming the file, the video id and the frame index.
-        IndexError: frame_idx out of range.
-        YTVISFormatError: the image size differs from the record's height/width.
-    """
-    vid = record.get("video_id")
-    src = record.get("json_file", "<unknown json>")
-    n = len(record["file_names"])
-    if not 0 <= frame_idx < n:
-        raise IndexError(f"{src}: video {vid}: frame index {frame_idx} out of range [0, {n})")
-    file_name = record["file_names"][frame_idx]
-    if not PathManager.exists(file_name):
-        raise FileNotFoundError(
-            f"{src}: video {vid}: frame {frame_idx} file does not exist: {file_name}"
-        )
-    image = read_image(file_name, format=format)
-    expected = (record["height"], record["width"])
-    if tuple(image.shape[:2]) != expected:
-        raise YTVISFormatError(
-            f"{src}: video {vid}: frame {frame_idx} ({file_name}) is "
-            f"{image.shape[0]}x{image.shape[1]} (HxW), the json says {expected[0]}x{expected[1]}"
-        )
-    return image
 
 
 def register_ytvis_instances(name: str, metadata: dict, json_file, image_root) -> None:

@@ -10,11 +10,8 @@ Each prediction is one track: ``{"video_id", "category_id" (contiguous), "score"
 For streaming use, ``predictor.track_stream(frames)`` yields, per frame, the frame's
 ``Instances`` with a ``track_ids`` field (online tracking, forward only).
 """
-import glob
-import os
 from typing import Iterable, Iterator, List, Sequence, Union
 
-import cv2
 import numpy as np
 import torch
 
@@ -22,41 +19,12 @@ from detectron2.data import MetadataCatalog
 from detectron2.data import transforms as T
 from detectron2.modeling import build_model
 
+from ..data.frames import read_video_frames
 from ..tracking import VideoTracker
 from .checkpoint import AtomicCheckpointer, check_weights_path
 from .video_inference import instances_to_frame_detections
 
 __all__ = ["VISPredictor", "read_video_frames"]
-
-_IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp")
-
-
-def read_video_frames(source: str) -> List[np.ndarray]:
-    """BGR frames of a video file or of a folder of images (sorted by name)."""
-    if os.path.isdir(source):
-        files = sorted(f for f in glob.glob(os.path.join(source, "*")) if f.lower().endswith(_IMAGE_EXTS))
-        if not files:
-            raise ValueError(f"folder {source} holds no frames ({', '.join(_IMAGE_EXTS)})")
-        frames = []
-        for f in files:
-            img = cv2.imread(f, cv2.IMREAD_COLOR)
-            if img is None:
-                raise ValueError(f"cannot read frame {f}")
-            frames.append(img)
-        return frames
-    if not os.path.isfile(source):
-        raise FileNotFoundError(f"video not found: {source}")
-    cap = cv2.VideoCapture(source)
-    frames = []
-    while True:
-        ok, img = cap.read()
-        if not ok:
-            break
-        frames.append(img)
-    cap.release()
-    if not frames:
-        raise ValueError(f"video {source} has no readable frames")
-    return frames
 
 
 class VISPredictor:

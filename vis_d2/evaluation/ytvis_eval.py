@@ -87,7 +87,13 @@ _UNMATCHED, _MATCHED, _MATCHED_IGNORED = 0, 1, 2
 
 
 class YTVISFormatError(ValueError):
-    """A ground-truth or results file that does not follow the YouTube-VIS format."""
+    """A YouTube-VIS json (ground truth, read by the evaluator or by
+    :func:`vis_d2.data.load_ytvis_json`) or results file that does not follow the format.
+
+    The message names the file and the video / annotation / prediction / field at fault. It is
+    defined here, in the module that imports neither torch nor detectron2, so that the metric
+    runs without them.
+    """
 
 
 @dataclass(frozen=True)

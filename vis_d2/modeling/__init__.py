@@ -1,11 +1,7 @@
 """Model components; importing this module registers them in detectron2's registries."""
 from .aux_heads import (
-    MULTILABEL_HEAD_REGISTRY,
-    SEMSEG_AUX_HEAD_REGISTRY,
     MultiLabelHead,
     SemSegAuxHead,
-    build_multilabel_head,
-    build_semseg_aux_head,
     multilabel_targets,
     semantic_targets,
 )
@@ -15,7 +11,7 @@ from .mask_class_head import MaskClassHead
 from .mask_iou_head import MaskIoUHead
 from .roi_heads import VISROIHeads
 from .tcis import TCIS, CorrelationTransform
-from .track_head import ROI_TRACK_HEAD_REGISTRY, TrackHead, track_embedding_loss
+from .track_head import TrackHead, track_embedding_loss
 
 __all__ = [
     "build_vis_resnet_fpn_backbone",
@@ -25,15 +21,10 @@ __all__ = [
     "CorrelationTransform",
     "MaskIoUHead",
     "MaskClassHead",
-    "ROI_TRACK_HEAD_REGISTRY",
     "TrackHead",
     "track_embedding_loss",
-    "MULTILABEL_HEAD_REGISTRY",
-    "SEMSEG_AUX_HEAD_REGISTRY",
     "MultiLabelHead",
     "SemSegAuxHead",
-    "build_multilabel_head",
-    "build_semseg_aux_head",
     "multilabel_targets",
     "semantic_targets",
 ]

@@ -11,7 +11,7 @@
 Both heads are built from the ``MODEL.VIS.SEMSEG`` / ``MODEL.VIS.MULTILABEL`` config groups
 (``from_config``) or from explicit arguments (LazyConfig); ``VideoRCNN`` owns and runs them.
 """
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -21,27 +21,13 @@ import fvcore.nn.weight_init as weight_init
 from detectron2.config import configurable
 from detectron2.layers import Conv2d, ShapeSpec, get_norm
 from detectron2.structures import BitMasks, Instances, PolygonMasks
-from detectron2.utils.registry import Registry
 
 __all__ = [
-    "SEMSEG_AUX_HEAD_REGISTRY",
-    "MULTILABEL_HEAD_REGISTRY",
     "SemSegAuxHead",
     "MultiLabelHead",
-    "build_semseg_aux_head",
-    "build_multilabel_head",
     "semantic_targets",
     "multilabel_targets",
 ]
-
-SEMSEG_AUX_HEAD_REGISTRY = Registry("SEMSEG_AUX_HEAD")
-SEMSEG_AUX_HEAD_REGISTRY.__doc__ = (
-    "Auxiliary semantic segmentation heads: FPN features -> per-pixel class logits + loss."
-)
-MULTILABEL_HEAD_REGISTRY = Registry("MULTILABEL_HEAD")
-MULTILABEL_HEAD_REGISTRY.__doc__ = (
-    "Auxiliary multi-label classification heads: a backbone stage (N, C, H, W) -> (N, K) logits."
-)
 
 # Ignored target value. Negative so it can never collide with a class index, whatever the
 # number of classes (detectron2's 255 would be a real class of a 1203-class LVIS model).
@@ -155,7 +141,24 @@ def multilabel_targets(gt_classes: Sequence[torch.Tensor], num_classes: int) -> 
     return out
 
 
-@SEMSEG_AUX_HEAD_REGISTRY.register()
+def _head_args_from_config(cfg, group: str, input_shape: Dict[str, ShapeSpec], what: str):
+    """The arguments both heads read from ``cfg.MODEL.VIS.<group>``: their input feature (which
+    must be in ``input_shape``, else a ValueError saying it must be ``what``), the number of
+    classes and the loss weight."""
+    c = cfg.MODEL.VIS[group]
+    if c.IN_FEATURE not in input_shape:
+        raise ValueError(
+            f"MODEL.VIS.{group}.IN_FEATURE={c.IN_FEATURE!r} is not {what}; the backbone has "
+            f"{sorted(input_shape)}"
+        )
+    return {
+        "input_shape": input_shape[c.IN_FEATURE],
+        "in_feature": c.IN_FEATURE,
+        "num_classes": cfg.MODEL.ROI_HEADS.NUM_CLASSES,
+        "loss_weight": c.LOSS_WEIGHT,
+    }
+
+
 class SemSegAuxHead(nn.Module):
     """FPN level -> ``num_convs`` x (3x3 conv, norm, ReLU) -> 1x1 conv -> (N, K+1, h, w).
 
@@ -215,20 +218,13 @@ class SemSegAuxHead(nn.Module):
 
     @classmethod
     def from_config(cls, cfg, input_shape: Dict[str, ShapeSpec]):
+        """``input_shape``: the FPN's output shapes."""
         c = cfg.MODEL.VIS.SEMSEG
-        if c.IN_FEATURE not in input_shape:
-            raise ValueError(
-                f"MODEL.VIS.SEMSEG.IN_FEATURE={c.IN_FEATURE!r} is not a backbone output "
-                f"(it has {sorted(input_shape)})"
-            )
         return {
-            "input_shape": input_shape[c.IN_FEATURE],
-            "in_feature": c.IN_FEATURE,
-            "num_classes": cfg.MODEL.ROI_HEADS.NUM_CLASSES,
+            **_head_args_from_config(cfg, "SEMSEG", input_shape, "a backbone output"),
             "num_convs": c.NUM_CONVS,
             "conv_dim": c.CONV_DIM,
             "norm": c.NORM,
-            "loss_weight": c.LOSS_WEIGHT,
         }
 
     def layers(self, x: torch.Tensor) -> torch.Tensor:
@@ -263,19 +259,12 @@ class SemSegAuxHead(nn.Module):
         return {"loss_semseg": loss / count * self.loss_weight}
 
 
-@MULTILABEL_HEAD_REGISTRY.register()
 class MultiLabelHead(nn.Module):
     """Global average pooling -> FC -> (N, num_classes) logits; BCE against multi-hot labels."""
 
     @configurable
-    def __init__(
-        self,
-        input_shape: ShapeSpec,
-        *,
-        in_feature: str,
-        num_classes: int,
-        loss_weight: float = 1.0,
-    ):
+    def __init__(self, input_shape: ShapeSpec, *, in_feature: str, num_classes: int,
+                 loss_weight: float = 1.0):
         """
         Args:
             input_shape: channels of the input stage ``in_feature`` (``res5`` of the ResNet).
@@ -292,19 +281,11 @@ class MultiLabelHead(nn.Module):
 
     @classmethod
     def from_config(cls, cfg, input_shape: Dict[str, ShapeSpec]):
-        c = cfg.MODEL.VIS.MULTILABEL
-        if c.IN_FEATURE not in input_shape:
-            raise ValueError(
-                f"MODEL.VIS.MULTILABEL.IN_FEATURE={c.IN_FEATURE!r} is not an output of the "
-                f"bottom-up backbone (it has {sorted(input_shape)}; add it to "
-                "MODEL.RESNETS.OUT_FEATURES)"
-            )
-        return {
-            "input_shape": input_shape[c.IN_FEATURE],
-            "in_feature": c.IN_FEATURE,
-            "num_classes": cfg.MODEL.ROI_HEADS.NUM_CLASSES,
-            "loss_weight": c.LOSS_WEIGHT,
-        }
+        """``input_shape``: the bottom-up (ResNet) backbone's output shapes."""
+        return _head_args_from_config(
+            cfg, "MULTILABEL", input_shape,
+            "an output of the bottom-up backbone (add it to MODEL.RESNETS.OUT_FEATURES)",
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(N, C, H, W) backbone stage -> (N, num_classes) logits.
@@ -319,15 +300,3 @@ class MultiLabelHead(nn.Module):
         labels = multilabel_targets([t.gt_classes for t in targets], self.num_classes)
         loss = F.binary_cross_entropy_with_logits(logits, labels.to(logits.device))
         return {"loss_multilabel": loss * self.loss_weight}
-
-
-def build_semseg_aux_head(cfg, input_shape: Dict[str, ShapeSpec]) -> nn.Module:
-    """``MODEL.VIS.SEMSEG.NAME`` (default "SemSegAuxHead") from the FPN's output shapes."""
-    name = cfg.MODEL.VIS.SEMSEG.get("NAME", "SemSegAuxHead")
-    return SEMSEG_AUX_HEAD_REGISTRY.get(name)(cfg, input_shape)
-
-
-def build_multilabel_head(cfg, input_shape: Dict[str, ShapeSpec]) -> nn.Module:
-    """``MODEL.VIS.MULTILABEL.NAME`` (default "MultiLabelHead") from the bottom-up shapes."""
-    name = cfg.MODEL.VIS.MULTILABEL.get("NAME", "MultiLabelHead")
-    return MULTILABEL_HEAD_REGISTRY.get(name)(cfg, input_shape)

@@ -2,12 +2,11 @@
 
 detectron2's per-class box NMS (``MODEL.ROI_HEADS.NMS_THRESH_TEST``, 0.5) keeps detections whose
 boxes overlap another detection's by less than the threshold. On the synthetic demo most such
-survivors are partial boxes on an object already detected: in ~40% of the validation
-object-frames two or more detections of the right class (score >= the tracker's threshold) cover
-the object with mask IoU > 0.3, their boxes overlapping by IoU 0.2-0.5 (median 0.41). The
-tracker links them into concurrent tracks of one object that take detections from each other, so
-the object's best track misses frames and its spatio-temporal IoU drops (docs/BENCHMARKS.md,
-round 13). Their masks overlap far more than their boxes do, so NMS on the masks removes them.
+survivors are partial boxes on an object already detected: two or more detections of the right
+class cover the object with overlapping masks while their boxes overlap by less than the
+threshold. The tracker links them into concurrent tracks of one object that take detections from
+each other, so the object's best track misses frames and its spatio-temporal IoU drops. Their
+masks overlap far more than their boxes do, so NMS on the masks removes them.
 It also runs after the mask-shape classifier has rescored the detections
 (``MODEL.VIS.MASK_CLASS``), so the survivor of each group is the one the final score prefers.
 

@@ -18,7 +18,7 @@ from detectron2.config import configurable
 from detectron2.modeling import META_ARCH_REGISTRY, GeneralizedRCNN
 from detectron2.structures import ImageList, Instances
 
-from .aux_heads import build_multilabel_head, build_semseg_aux_head
+from .aux_heads import MultiLabelHead, SemSegAuxHead
 from .mask_nms import mask_nms
 
 __all__ = ["VideoRCNN"]
@@ -116,11 +116,9 @@ class VideoRCNN(GeneralizedRCNN):
         backbone = ret["backbone"]
         vis = cfg.MODEL.VIS
         if vis.SEMSEG.ENABLED:
-            ret["semseg_head"] = build_semseg_aux_head(cfg, backbone.output_shape())
+            ret["semseg_head"] = SemSegAuxHead(cfg, backbone.output_shape())
         if vis.MULTILABEL.ENABLED:
-            ret["multilabel_head"] = build_multilabel_head(
-                cfg, _bottom_up(backbone).output_shape()
-            )
+            ret["multilabel_head"] = MultiLabelHead(cfg, _bottom_up(backbone).output_shape())
         ret["multilabel_rescore_test"] = bool(vis.MULTILABEL.RESCORE_TEST)
         ret["ref_backbone_grad"] = bool(vis.REF_BACKBONE_GRAD)
         ret["mask_nms_thresh"] = float(vis.MASK_NMS_THRESH)

@@ -33,7 +33,7 @@ from detectron2.utils.events import get_event_storage
 from .mask_class_head import MaskClassHead, mask_class_inference, mask_class_loss
 from .mask_iou_head import MaskIoUHead, mask_iou_inference, mask_iou_loss, mask_iou_targets
 from .tcis import TCIS, tcis_instance_pairs, tcis_mask_loss
-from .track_head import build_track_head, track_embedding_loss
+from .track_head import TrackHead, track_embedding_loss
 
 __all__ = ["VISROIHeads"]
 
@@ -170,7 +170,7 @@ class VISROIHeads(StandardROIHeads):
         channels = input_shape[in_features[0]].channels
         shape = ShapeSpec(channels=channels, height=res, width=res)
         return {
-            "track_head": build_track_head(cfg, shape),
+            "track_head": TrackHead(cfg, shape),
             "track_loss_weight": cfg.MODEL.VIS.TRACK_HEAD.LOSS_WEIGHT,
             "track_detach_iters": cfg.MODEL.VIS.TRACK_HEAD.DETACH_ITERS,
         }
@@ -238,10 +238,9 @@ class VISROIHeads(StandardROIHeads):
     def _forward_track(self, features, proposals, ref_features, ref_targets):
         if self.track_detach_iters > 0 and get_event_storage().iter < self.track_detach_iters:
             # From some initialisations the embedding loss, which wants features that tell
-            # instances apart, holds the shared FPN features in a state where the mask head
-            # learns slowly (loss_mask ~0.48 instead of ~0.26 at step 350, and behind for the
-            # whole run); the box and mask heads shape the features first (docs/BENCHMARKS.md,
-            # round 15). The reference features too: with REF_BACKBONE_GRAD they carry gradient.
+            # instances apart, holds the shared FPN features where the mask head learns slowly,
+            # so the box and mask heads shape them first. The reference features too: with
+            # REF_BACKBONE_GRAD they carry gradient.
             features = {k: v.detach() for k, v in features.items()}
             ref_features = {k: v.detach() for k, v in ref_features.items()}
         fg, _ = select_foreground_proposals(proposals, self.num_classes)

@@ -14,16 +14,11 @@ from torch import nn
 
 from detectron2.config import configurable
 from detectron2.layers import ShapeSpec
-from detectron2.utils.registry import Registry
 import fvcore.nn.weight_init as weight_init
 
-__all__ = ["ROI_TRACK_HEAD_REGISTRY", "TrackHead", "build_track_head", "track_embedding_loss"]
-
-ROI_TRACK_HEAD_REGISTRY = Registry("ROI_TRACK_HEAD")
-ROI_TRACK_HEAD_REGISTRY.__doc__ = "Heads that map RoI features (R, C, H, W) to embeddings (R, D)."
+__all__ = ["TrackHead", "track_embedding_loss"]
 
 
-@ROI_TRACK_HEAD_REGISTRY.register()
 class TrackHead(nn.Module):
     """Flatten -> ``num_fc`` FC layers (ReLU between them, none after the last) -> (R, D).
 
@@ -65,11 +60,6 @@ class TrackHead(nn.Module):
             if i < len(self.fcs) - 1:
                 x = F.relu(x)
         return x
-
-
-def build_track_head(cfg, input_shape: ShapeSpec) -> nn.Module:
-    name = cfg.MODEL.VIS.TRACK_HEAD.get("NAME", "TrackHead")
-    return ROI_TRACK_HEAD_REGISTRY.get(name)(cfg, input_shape)
 
 
 def track_targets(key_track_ids: torch.Tensor, ref_track_ids: torch.Tensor) -> torch.Tensor:

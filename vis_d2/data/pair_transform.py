@@ -1,22 +1,18 @@
-"""Shared pieces of the vis_d2 dataset mappers.
+"""A training pair's shared transform: the one implementation of "augment a (key, reference)
+pair with the same transform", used by :class:`VideoPairDatasetMapper` and
+:class:`PseudoPairDatasetMapper`, and the tracked ``Instances`` of each frame it gives.
 
-* :func:`read_video_frame`: read frame ``i`` of a video record (contract 1), with clear errors for
-  a missing file and a resize (plus a warning) when a frame's size differs from the video's.
-* :func:`assign_track_ids`: give every annotation of a frame/image a ``"track_id"``.
+* :func:`transform_pair`: sample the augmentations once on the key frame, apply them to both.
 * :func:`annotations_to_tracked_instances`: detectron2 ``Instances`` (boxes, classes, masks,
   track ids) from one frame's annotations after that frame's transforms.
-* :func:`transform_pair`: the one implementation of "augment a (key, reference) pair with the
-  same transform" used by both :class:`VideoPairDatasetMapper` and :class:`PseudoPairDatasetMapper`.
-* :func:`pair_has_bitmasks` and :class:`WorkerSeededRandom`: for the augmentations of mapped
-  pairs (:class:`CopyPaste`, :class:`InstanceRecolor`).
+* :func:`assign_track_ids`: give every annotation of a frame/image a ``"track_id"``.
+* :func:`pair_mapper_common_config`: the ``from_config`` arguments both pair mappers share.
 """
-import logging
 from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 import pycocotools.mask as mask_util
 import torch
-from PIL import UnidentifiedImageError
 
 from detectron2.data import detection_utils as utils
 from detectron2.data import transforms as T
@@ -25,94 +21,12 @@ from detectron2.structures import BitMasks, Boxes, Instances, PolygonMasks
 from .augmentation import build_pair_augmentation
 
 __all__ = [
-    "video_name",
-    "read_video_frame",
-    "check_video_record",
-    "annotated_frame_indices",
     "assign_track_ids",
     "annotations_to_tracked_instances",
     "tight_boxes_from_masks",
     "transform_pair",
-    "pair_has_bitmasks",
-    "WorkerSeededRandom",
+    "pair_mapper_common_config",
 ]
-
-logger = logging.getLogger(__name__)
-
-
-def video_name(record: dict) -> str:
-    """``"video <id> (<json_file>)"``, used in every error message about a record."""
-    json_file = record.get("json_file")
-    where = f" ({json_file})" if json_file else ""
-    return f"video {record.get('video_id')}{where}"
-
-
-def check_video_record(record: dict, need_annotations: bool = True) -> int:
-    """
-    Check that the per-frame lists of a video record (contract 1) agree and return its length.
-
-    Raises:
-        ValueError naming the video when "file_names" is missing, "length" disagrees with
-        ``len(file_names)``, or (``need_annotations``) ``len(annotations) != length``.
-    """
-    if "file_names" not in record:
-        raise ValueError(f"{video_name(record)}: record has no 'file_names' (not a video record)")
-    length = len(record["file_names"])
-    if "length" in record and int(record["length"]) != length:
-        raise ValueError(
-            f"{video_name(record)}: 'length'={record['length']} but it has {length} file_names"
-        )
-    if need_annotations and len(record.get("annotations", ())) != length:
-        raise ValueError(
-            f"{video_name(record)}: has {len(record.get('annotations', ()))} per-frame "
-            f"annotation lists for {length} frames"
-        )
-    return length
-
-
-def read_video_frame(record: dict, frame_idx: int, image_format: str) -> np.ndarray:
-    """
-    Read one frame of a video record.
-
-    Args:
-        record: a video record (contract 1): "file_names", "height", "width", "video_id".
-        frame_idx: index into ``record["file_names"]`` (0 <= frame_idx < length).
-        image_format: any format of :func:`detectron2.data.detection_utils.read_image`.
-
-    Returns:
-        np.ndarray HxWxC (H, W = the record's "height", "width"): uint8 for PIL formats/"BGR".
-        A frame whose file has another size is resized to the video size (with a warning),
-        because the annotations are in video coordinates.
-
-    Raises:
-        FileNotFoundError naming the file, the video id and the frame index;
-        ValueError for a file that is not a readable image.
-    """
-    file_name = record["file_names"][frame_idx]
-    where = f"{video_name(record)}, frame {frame_idx}"
-    try:
-        image = utils.read_image(file_name, format=image_format)
-    except FileNotFoundError as e:
-        raise FileNotFoundError(f"frame file '{file_name}' of {where} does not exist") from e
-    except UnidentifiedImageError as e:
-        raise ValueError(f"frame file '{file_name}' of {where} is not a readable image") from e
-    expected = (int(record["height"]), int(record["width"]))
-    if tuple(image.shape[:2]) != expected:
-        logger.warning(
-            f"Frame '{file_name}' of {where} is {image.shape[1]}x{image.shape[0]} (WxH) but the "
-            f"video is {expected[1]}x{expected[0]}; resizing it to the video size."
-        )
-        image = T.ResizeTransform(image.shape[0], image.shape[1], *expected).apply_image(image)
-    return image
-
-
-def annotated_frame_indices(record: dict) -> List[int]:
-    """Indices of the frames of a video record with at least one non-crowd instance."""
-    return [
-        i
-        for i, annos in enumerate(record.get("annotations", ()))
-        if any(a.get("iscrowd", 0) == 0 for a in annos)
-    ]
 
 
 def assign_track_ids(annos: Sequence[dict]) -> List[dict]:
@@ -329,30 +243,3 @@ def pair_mapper_common_config(cfg, is_train: bool) -> Dict:
         "use_instance_mask": cfg.MODEL.MASK_ON,
         "instance_mask_format": cfg.INPUT.MASK_FORMAT,
     }
-
-
-def pair_has_bitmasks(pair: Dict) -> bool:
-    """Whether a mapped pair carries per-pixel masks of both frames (``BitMasks`` gt_masks, and
-    not a box-only pair, ``has_mask`` False): what the pair augmentations need."""
-    return bool(pair.get("has_mask", True)) and all(
-        pair[k].has("gt_masks") and isinstance(pair[k].gt_masks, BitMasks)
-        for k in ("instances", "ref_instances"))
-
-
-class WorkerSeededRandom:
-    """Mixin: ``self._rng``, a numpy Generator seeded by ``self._seed``, created on first use.
-
-    On first use means inside the data-loader worker: without a seed it is drawn from numpy's
-    global state, which detectron2 seeds differently in every worker, so workers do not repeat
-    each other's draws.
-    """
-
-    _seed: Optional[int] = None
-    _generator: Optional[np.random.Generator] = None
-
-    @property
-    def _rng(self) -> np.random.Generator:
-        if self._generator is None:
-            seed = self._seed if self._seed is not None else int(np.random.randint(2**31))
-            self._generator = np.random.default_rng(seed)
-        return self._generator
