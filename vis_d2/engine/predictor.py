@@ -6,7 +6,9 @@
     predictions = predictor("clip.mp4")        # or a video file, or a folder of frames
 
 Each prediction is one track: ``{"video_id", "category_id" (contiguous), "score",
-"segmentations": [RLE or None per frame]}``; ``predictor.class_names`` names the categories.
+"segmentations": [RLE or None per frame]}``; ``predictor.class_names`` names the categories and
+``predictor.tracker`` (a :class:`~vis_d2.tracking.VideoTracker` from ``MODEL.VIS.TRACKER``)
+holds the tracking settings.
 For streaming use, ``predictor.track_stream(frames)`` yields, per frame, the frame's
 ``Instances`` with a ``track_ids`` field (online tracking, forward only).
 """
