@@ -40,7 +40,6 @@ def test_trainer_saves_the_average_as_final_model(data_root, tmp_path, restore_c
         "SOLVER.WARMUP_ITERS", "1", "SOLVER.STEPS", "()", "SOLVER.MAX_ITER", "3",
         "SOLVER.BASE_LR", "0.01", "SOLVER.EMA.ENABLED", "True", "SOLVER.EMA.DECAY", "0.5",
         "SOLVER.CHECKPOINT_PERIOD", "2", "DATASETS.TEST", "()", "OUTPUT_DIR", str(tmp_path)])
-    trainer = VISTrainer(cfg)
     name = "roi_heads.box_predictor.cls_score.weight"
     seen = []
 
@@ -48,8 +47,11 @@ def test_trainer_saves_the_average_as_final_model(data_root, tmp_path, restore_c
         def after_step(self):
             seen.append(dict(self.trainer.model.named_parameters())[name].detach().clone())
 
-    trainer.register_hooks([Record()])
-    trainer._hooks.insert(0, trainer._hooks.pop())  # first, so it sees the raw weights
+    class Trainer(VISTrainer):
+        def build_hooks(self):
+            return [Record()] + super().build_hooks()  # first, so it sees the raw weights
+
+    trainer = Trainer(cfg)
     trainer.train()
     assert len(seen) == 3 and not torch.equal(seen[0], seen[2])
     expected = seen[0]

@@ -61,3 +61,19 @@ def test_other_clip_types_are_detectron2s():
     ours = _train(maybe_add_per_parameter_clipping(value_cfg, torch.optim.SGD))
     theirs = _train(maybe_add_gradient_clipping(value_cfg, torch.optim.SGD))
     assert all(torch.equal(a, b) for a, b in zip(ours, theirs))
+
+
+def test_an_optimizer_already_built_is_clipped_alike():
+    """The LazyConfig trainer clips its instantiated optimizer with the same function."""
+    cfg = clip_cfg(value=0.5)
+
+    def built(params, lr):
+        opt = torch.optim.AdamW(params, lr=lr)
+        assert maybe_add_per_parameter_clipping(cfg, opt) is opt
+        assert type(opt).__name__ == "AdamWWithGradientClip"
+        return opt
+
+    ours = _train(built)
+    theirs = _train(maybe_add_gradient_clipping(cfg, torch.optim.AdamW))
+    for a, b in zip(ours, theirs):
+        assert torch.allclose(a, b, atol=1e-6, rtol=0)

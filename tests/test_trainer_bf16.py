@@ -1,4 +1,4 @@
-"""CPU bfloat16 training (SOLVER.CPU_BF16, vis_d2.engine.trainer): the CPU check, the autocast
+"""CPU bfloat16 training (SOLVER.CPU_BF16, vis_d2.engine.cpu_short_run): the CPU check, the autocast
 step, and which step the trainer picks."""
 import os
 
@@ -8,8 +8,8 @@ import torch
 from detectron2.utils.events import EventStorage
 
 from helpers import TINY_OPTS
-from vis_d2.engine import trainer as trainer_mod
-from vis_d2.engine.trainer import CPUBFloat16Trainer, cpu_has_bf16
+from vis_d2.engine import cpu_short_run
+from vis_d2.engine.cpu_short_run import CPUBFloat16Trainer, cpu_has_bf16
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -91,7 +91,7 @@ def test_trainer_uses_bf16_only_where_the_cpu_has_it(data_root, tmp_path, restor
     from vis_d2.engine import VISTrainer
 
     register_all_ytvis(str(data_root))
-    monkeypatch.setattr(trainer_mod, "cpu_has_bf16", lambda: has_bf16)
+    monkeypatch.setattr(cpu_short_run, "cpu_has_bf16", lambda: has_bf16)
     cfg = get_vis_cfg(os.path.join(REPO, "configs/synthvis/R18_demo.yaml"), TINY_OPTS + [
         "SOLVER.CPU_BF16", "True", "SOLVER.MAX_ITER", "1", "DATASETS.TEST", "()",
         "OUTPUT_DIR", str(tmp_path)])
@@ -111,7 +111,7 @@ def test_trainer_uses_bf16_only_where_the_cpu_has_it(data_root, tmp_path, restor
 def test_step_precision_names_each_step_class():
     from detectron2.engine import AMPTrainer, SimpleTrainer
 
-    from vis_d2.engine.trainer import step_precision
+    from vis_d2.engine.cpu_short_run import step_precision
 
     assert step_precision(SimpleTrainer) == "float32"
     assert step_precision(CPUBFloat16Trainer) == "bfloat16 autocast"

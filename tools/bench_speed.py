@@ -280,7 +280,7 @@ def bench_bf16(args):
     under CPU bfloat16 autocast (SOLVER.CPU_BF16), on the same batches from the same weights,
     two interleaved rounds."""
     from vis_d2.engine import VISTrainer
-    from vis_d2.engine.trainer import cpu_has_bf16
+    from vis_d2.engine.cpu_short_run import cpu_has_bf16
 
     cfg, model, start, batches = _demo_training_setup(args, args.iters + 3)
     rows = {}

@@ -13,7 +13,7 @@ checkpoint (a finished run goes straight to evaluation); `--fresh` starts over.
 Time budget (`--max-train-minutes`, default 14.5): the run sets SOLVER.MAX_TRAIN_MINUTES to it,
 so where this machine is too slow for the config's schedule, training ends earlier, on a
 compressed LR schedule, and gives steps back while the LR is flat if the pace picks up
-(vis_d2.engine.time_budget; a resumed run keeps the decision and counts the minutes spent).
+(vis_d2.engine.cpu_short_run; a resumed run keeps the decision and counts the minutes spent).
 The schedule is never lengthened beyond the config's. A SOLVER.MAX_ITER given on the command
 line, or `--max-train-minutes 0`, turns it off.
 """
@@ -22,7 +22,6 @@ import json
 import logging
 import os
 import shutil
-import sys
 import time
 
 import yaml
@@ -31,15 +30,14 @@ from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.engine import default_setup
 from detectron2.utils.logger import setup_logger
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-import vis_d2  # noqa: E402,F401
-from vis_d2.config import get_vis_cfg  # noqa: E402
-from vis_d2.data.build import verify_datasets  # noqa: E402
-from vis_d2.data.frames import read_frame  # noqa: E402
-from vis_d2.engine import VISTrainer  # noqa: E402
-from vis_d2.evaluation.ytvis_eval import format_metrics_table  # noqa: E402
-from vis_d2.file_io import atomic_write_json  # noqa: E402
-from vis_d2.visualization import contact_sheet, render_video  # noqa: E402
+import vis_d2  # noqa: F401  (registers datasets and model components)
+from vis_d2.config import get_vis_cfg
+from vis_d2.data.build import verify_datasets
+from vis_d2.data.frames import read_frame
+from vis_d2.engine import VISTrainer
+from vis_d2.evaluation.ytvis_eval import format_metrics_table
+from vis_d2.file_io import atomic_write_json
+from vis_d2.visualization import contact_sheet, render_video
 
 logger = logging.getLogger("vis_d2.demo")
 
@@ -123,8 +121,7 @@ def main(argv=None):
 
     trainer = VISTrainer(cfg)
     trainer.resume_or_load(resume=True)
-    trainer.train()  # ends with an evaluation on DATASETS.TEST (detectron2's EvalHook)
-    metrics = trainer._last_eval_results
+    metrics = trainer.train()  # ends with an evaluation on DATASETS.TEST (detectron2's EvalHook)
     wall = time.perf_counter() - start
 
     name = cfg.DATASETS.TEST[0]

@@ -144,7 +144,7 @@ def add_vis_config(cfg):
     # emulated and slower, so training stays float32 with a warning. No effect on CUDA (use
     # SOLVER.AMP there) or at inference.
     _C.SOLVER.CPU_BF16 = False
-    # A wall-clock budget for training, in minutes (vis_d2.engine.time_budget): where the steps'
+    # A wall-clock budget for training, in minutes (vis_d2.engine.cpu_short_run): where the steps'
     # pace would carry training past it, the run ends earlier, on a compressed LR schedule.
     # 0: no budget (the schedule runs to SOLVER.MAX_ITER however long it takes).
     _C.SOLVER.MAX_TRAIN_MINUTES = 0.0

@@ -15,38 +15,32 @@ The config provides ``model``, ``dataloader.{train,test,evaluator}``, ``optimize
 ``lr_multiplier``, ``train`` and ``tracker`` (see ``configs/base.py``). Training runs detectron2's
 SimpleTrainer (AMPTrainer with ``train.amp.enabled`` on CUDA, bfloat16 autocast with
 ``train.cpu_bf16`` on a CPU that has it) with atomic checkpoints, within ``train.max_train_minutes``
-of wall time where that is > 0 (``vis_d2.engine.time_budget``); evaluation
+of wall time where that is > 0 (``vis_d2.engine.cpu_short_run``), with the hooks of the YAML
+trainer (``vis_d2.engine.hooks.build_vis_hooks``) and its gradient clipping; evaluation
 tracks every test video (``vis_d2.engine.video_inference.inference_on_videos`` with the
 ``tracker`` settings) and scores it with ``YTVISEvaluator``, which writes ``results.json`` under
 ``<train.output_dir>/inference/<test set>/``.
 """
 import logging
 import os
-import sys
 from typing import Mapping, Optional
 
 import torch
 
 from detectron2.config import CfgNode, LazyConfig, instantiate
-from detectron2.engine import (
-    default_argument_parser,
-    default_setup,
-    default_writers,
-    hooks,
-    launch,
-)
+from detectron2.engine import default_argument_parser, default_setup, default_writers, launch
 from detectron2.evaluation import print_csv_format
-from detectron2.solver.build import maybe_add_gradient_clipping
 from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
-import vis_d2  # noqa: E402,F401  (registers datasets and model components)
-from vis_d2.engine.checkpoint import AtomicCheckpointer, check_weights_path  # noqa: E402
-from vis_d2.engine.ema import EMAHook, ModelEMA, eval_on_average  # noqa: E402
-from vis_d2.engine.time_budget import TrainingTimeBudget, run_training  # noqa: E402
-from vis_d2.engine.trainer import create_ddp_model, select_step_trainer  # noqa: E402
-from vis_d2.engine.video_inference import inference_on_videos  # noqa: E402
+import vis_d2  # noqa: F401  (registers datasets and model components)
+from vis_d2.engine.checkpoint import AtomicCheckpointer, check_weights_path
+from vis_d2.engine.cpu_short_run import run_training, select_step_trainer
+from vis_d2.engine.ema import ModelEMA
+from vis_d2.engine.grad_clip import maybe_add_per_parameter_clipping
+from vis_d2.engine.hooks import build_vis_hooks
+from vis_d2.engine.trainer import create_ddp_model
+from vis_d2.engine.video_inference import inference_on_videos
 
 logger = logging.getLogger("vis_d2.lazy_train_net")
 
@@ -74,8 +68,8 @@ def resolve_device(cfg) -> str:
 
 def add_gradient_clipping(optimizer, clip: Optional[Mapping]):
     """The optimizer, clipping gradients before each step when ``clip`` (``train.clip_gradients``:
-    enabled, clip_type "norm" | "value", clip_value, norm_type) says so: detectron2's own
-    ``SOLVER.CLIP_GRADIENTS`` implementation, so YAML and LazyConfig rows clip alike."""
+    enabled, clip_type "norm" | "value", clip_value, norm_type) says so: the YAML trainer's
+    ``SOLVER.CLIP_GRADIENTS`` clipping (``vis_d2.engine.grad_clip``), so both clip alike."""
     if not clip or not clip.get("enabled", False):
         return optimizer
     unknown = sorted(set(clip) - {"enabled", "clip_type", "clip_value", "norm_type"})
@@ -87,7 +81,7 @@ def add_gradient_clipping(optimizer, clip: Optional[Mapping]):
         "CLIP_VALUE": float(clip.get("clip_value", 1.0)),
         "NORM_TYPE": float(clip.get("norm_type", 2.0)),
     }}})
-    return maybe_add_gradient_clipping(node, optimizer)
+    return maybe_add_per_parameter_clipping(node, optimizer)
 
 
 def build_ema(model, ema: Optional[Mapping]) -> Optional[ModelEMA]:
@@ -115,10 +109,11 @@ def do_test(cfg, model):
 
 
 def do_train(args, cfg, device: str):
-    """SimpleTrainer/AMPTrainer + hooks: LR schedule, the weight average (``train.ema``),
-    atomic periodic checkpoints, evaluation
-    every ``train.eval_period`` iterations and after training (0: after training only), the best
-    checkpoint by ``train.best_metric``, and detectron2's writers."""
+    """A SimpleTrainer (or the step class of ``train.amp`` / ``train.cpu_bf16``) with the hooks
+    of the YAML trainer: LR schedule, time budget, weight average (``train.ema``), atomic
+    periodic checkpoints, evaluation every ``train.eval_period`` iterations and after training
+    (0: after training only), the best checkpoint by ``train.best_metric``, and detectron2's
+    writers."""
     model = instantiate(cfg.model)
     model.to(device)
     logger.info("Model:\n{}".format(model))
@@ -135,31 +130,20 @@ def do_train(args, cfg, device: str):
     trainer = trainer_type(model, train_loader, optimizer)
     extra = {"model_ema": ema.averaged} if ema is not None else {}
     checkpointer = AtomicCheckpointer(model, cfg.train.output_dir, trainer=trainer, **extra)
-    eval_fn = lambda: do_test(cfg, model)  # noqa: E731
-    if ema is not None:
-        eval_fn = eval_on_average(ema, trainer, eval_fn)
-
-    eval_period = int(cfg.train.eval_period)
-    best_metric = cfg.train.get("best_metric", "")
-    main = comm.is_main_process()
-    trainer.register_hooks([
-        hooks.IterationTimer(),
-        # before the LR scheduler, EMA, checkpointer and evaluation: they read a lowered max_iter
-        TrainingTimeBudget(cfg.train.max_train_minutes)
-        if cfg.train.get("max_train_minutes", 0) > 0 else None,
-        hooks.LRScheduler(scheduler=instantiate(cfg.lr_multiplier)),
-        # before the checkpointer: model_final holds the averaged weights
-        EMAHook(ema) if ema is not None else None,
-        hooks.PeriodicCheckpointer(checkpointer, **cfg.train.checkpointer) if main else None,
-        hooks.EvalHook(eval_period, eval_fn),
-        # after EvalHook, which puts the metrics into the event storage
-        hooks.BestCheckpointer(eval_period, checkpointer, best_metric, mode="max")
-        if main and eval_period > 0 and best_metric else None,
-        hooks.PeriodicWriter(
-            default_writers(cfg.train.output_dir, cfg.train.max_iter),
-            period=cfg.train.log_period,
-        ) if main else None,
-    ])
+    trainer.register_hooks(build_vis_hooks(
+        trainer,
+        checkpointer=checkpointer,
+        eval_function=lambda: do_test(cfg, model),
+        eval_period=int(cfg.train.eval_period),
+        checkpoint_period=cfg.train.checkpointer.period,
+        max_to_keep=cfg.train.checkpointer.get("max_to_keep"),
+        build_writers=lambda: default_writers(cfg.train.output_dir, cfg.train.max_iter),
+        log_period=cfg.train.log_period,
+        lr_scheduler=instantiate(cfg.lr_multiplier),
+        max_train_minutes=cfg.train.get("max_train_minutes", 0),
+        ema=ema,
+        best_metric=cfg.train.get("best_metric", ""),
+    ))
 
     checkpointer.resume_or_load(cfg.train.init_checkpoint, resume=args.resume)
     start_iter = trainer.iter + 1 if args.resume and checkpointer.has_checkpoint() else 0

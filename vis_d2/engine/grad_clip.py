@@ -1,16 +1,15 @@
-"""Per-parameter gradient-norm clipping (``SOLVER.CLIP_GRADIENTS`` with ``CLIP_TYPE`` "norm"),
-computed for all parameters at once.
+"""Per-parameter gradient-norm clipping (``SOLVER.CLIP_GRADIENTS`` with ``CLIP_TYPE`` "norm";
+``train.clip_gradients`` in a LazyConfig), computed for all parameters at once.
 
 detectron2's ``maybe_add_gradient_clipping`` calls ``torch.nn.utils.clip_grad_norm_`` once per
-parameter: 130 calls per step for the demo model, whose AdamW step takes 25.6 ms with them and
-12.3 ms with this, out of a ~0.56 s step on 2 CPU threads (docs/BENCHMARKS.md, round 7). This
-does the same arithmetic with one ``_foreach_norm`` per device and dtype, and one
-``_foreach_mul_`` over the gradients above the limit: each gradient g is scaled by
-``min(1, CLIP_VALUE / (||g||_NORM_TYPE + 1e-6))``, as ``clip_grad_norm_`` does for a single
-parameter. Other clip types go to detectron2 unchanged.
+parameter: 130 calls per step for the demo model, which make its AdamW step about twice as long
+(``tools/bench_speed.py``). This does the same arithmetic with one ``_foreach_norm`` per device
+and dtype, and one ``_foreach_mul_`` over the gradients above the limit: each gradient g is
+scaled by ``min(1, CLIP_VALUE / (||g||_NORM_TYPE + 1e-6))``, as ``clip_grad_norm_`` does for a
+single parameter. Other clip types go to detectron2 unchanged.
 """
 from collections import defaultdict
-from typing import Iterable, Type
+from typing import Iterable
 
 import torch
 
@@ -36,18 +35,21 @@ def clip_grad_norm_per_parameter_(grads: Iterable[torch.Tensor], max_norm: float
             torch._foreach_mul_([tensors[i] for i in over], [coefs[i] for i in over])
 
 
-def maybe_add_per_parameter_clipping(cfg, optimizer: Type[torch.optim.Optimizer]
-                                     ) -> Type[torch.optim.Optimizer]:
+def maybe_add_per_parameter_clipping(cfg, optimizer):
     """detectron2's ``maybe_add_gradient_clipping(cfg, optimizer)``, with the per-parameter
     "norm" clipping done by :func:`clip_grad_norm_per_parameter_`.
 
-    Returns ``optimizer`` itself when clipping is off, detectron2's wrapper for "value", and
-    for "norm" a subclass whose ``step`` clips every gradient before the update.
+    ``optimizer`` is an optimizer class or, as detectron2 also accepts, an optimizer (the
+    LazyConfig trainer's, already built). Returns it unchanged when clipping is off,
+    detectron2's wrapper for "value", and for "norm" a subclass whose ``step`` clips every
+    gradient before the update (an optimizer given is switched to that subclass and returned).
     """
     clip = cfg.SOLVER.CLIP_GRADIENTS
     if not clip.ENABLED or clip.CLIP_TYPE != "norm":
         return maybe_add_gradient_clipping(cfg, optimizer)
     max_norm, norm_type = float(clip.CLIP_VALUE), float(clip.NORM_TYPE)
+    instance = isinstance(optimizer, torch.optim.Optimizer)
+    optimizer_type = type(optimizer) if instance else optimizer
 
     def step(self, closure=None):
         clip_grad_norm_per_parameter_(
@@ -56,5 +58,8 @@ def maybe_add_per_parameter_clipping(cfg, optimizer: Type[torch.optim.Optimizer]
             max_norm, norm_type)
         return super(clipped, self).step(closure)
 
-    clipped = type(optimizer.__name__ + "WithGradientClip", (optimizer,), {"step": step})
+    clipped = type(optimizer_type.__name__ + "WithGradientClip", (optimizer_type,), {"step": step})
+    if instance:
+        optimizer.__class__ = clipped  # as detectron2 does for an optimizer given
+        return optimizer
     return clipped

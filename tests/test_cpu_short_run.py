@@ -1,7 +1,9 @@
-"""The training time budget (vis_d2.engine.time_budget): a run that would overrun its wall-clock
-budget ends early, on a compressed LR schedule, with its final checkpoint; a resumed run keeps
-the shortened schedule and counts the time already spent. A fake clock advances a set number of
-seconds per step, so the numbers are exact."""
+"""Short CPU runs (vis_d2.engine.cpu_short_run): the private detectron2 attributes it relies on
+exist, with a clear error where one does not; the hook order of both trainers; and the
+training time budget: a run that would overrun its wall-clock budget ends early, on a
+compressed LR schedule, with its final checkpoint; a resumed run keeps the shortened schedule
+and counts the time already spent. A fake clock advances a set number of seconds per step, so
+the numbers are exact."""
 import collections
 import os
 
@@ -10,10 +12,23 @@ import torch
 from fvcore.common.param_scheduler import MultiStepParamScheduler
 
 from detectron2.checkpoint import DetectionCheckpointer
-from detectron2.engine import SimpleTrainer, hooks
+import detectron2
+from detectron2.engine import DefaultTrainer, SimpleTrainer, hooks
+from detectron2.engine.train_loop import TrainerBase
 from detectron2.solver import LRMultiplier
+from detectron2.utils.events import CommonMetricPrinter
 
-from vis_d2.engine.time_budget import TrainingTimeBudget, run_training
+from vis_d2.engine.cpu_short_run import (
+    DETECTRON2_PRIVATE,
+    TrainingTimeBudget,
+    detectron2_has,
+    detectron2_private,
+    run_training,
+    set_detectron2_private,
+)
+from vis_d2.engine.ema import EMAHook, ModelEMA
+from vis_d2.engine.hooks import build_vis_hooks
+from vis_d2.engine.trainer import VISTrainer
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -65,6 +80,84 @@ def build(tmp_path, clock, seconds, *, minutes=1.0, max_iter=200, checkpoint_per
     return trainer, budget, sched, ckpt
 
 
+def _toy_trainer():
+    model = ToyModel(FakeClock(), lambda i: 0.0)
+    return SimpleTrainer(model, _batches(), torch.optim.SGD(model.parameters(), lr=BASE_LR))
+
+
+def test_every_detectron2_private_attribute_used_exists_and_means_what_vis_d2_assumes():
+    """Fails on a detectron2 upgrade that renames or drops one of DETECTRON2_PRIVATE."""
+    trainer = _toy_trainer()
+    timer = hooks.IterationTimer()
+    trainer.register_hooks([timer])
+    multiplier = MultiStepParamScheduler([1.0, 0.1], milestones=[5], num_updates=10)
+    sched = LRMultiplier(trainer.optimizer, multiplier, max_iter=10)
+    printer = CommonMetricPrinter(max_iter=10)
+    writer = hooks.PeriodicWriter([printer])
+    built = {TrainerBase: trainer, LRMultiplier: sched, hooks.PeriodicWriter: writer,
+             CommonMetricPrinter: printer,
+             # built without a dataset: VISTrainer.__init__ replaces DefaultTrainer's, which
+             # is where detectron2 defines _trainer
+             DefaultTrainer: VISTrainer.__new__(VISTrainer)}
+    version = detectron2.__version__
+    assert {cls for cls, _ in DETECTRON2_PRIVATE} == set(built)
+    for cls, name in DETECTRON2_PRIVATE:
+        assert detectron2_has(built[cls], name), f"detectron2 {version}: no {cls.__name__}.{name}"
+    assert detectron2_private(trainer, "_hooks") == [timer]
+    assert detectron2_private(sched, "_max_iter") == 10
+    assert detectron2_private(sched, "_multiplier")(0.6) == pytest.approx(0.1)
+    assert detectron2_private(writer, "_writers") == [printer]
+    set_detectron2_private(printer, "_max_iter", 7)
+    assert printer._max_iter == 7
+    # DefaultTrainer runs its steps, and saves their state, through _trainer
+    assert "_trainer" in DefaultTrainer.run_step.__code__.co_names
+    assert "_trainer" in DefaultTrainer.state_dict.__code__.co_names
+
+
+def test_a_private_attribute_detectron2_lacks_is_a_clear_error():
+    printer = CommonMetricPrinter(max_iter=10)
+    del printer._max_iter  # as after an upgrade that renamed it
+    with pytest.raises(AttributeError, match=rf"CommonMetricPrinter has no attribute '_max_iter' in "
+                                             rf"the installed detectron2 {detectron2.__version__}"):
+        set_detectron2_private(printer, "_max_iter", 5)
+    with pytest.raises(ValueError, match="CommonMetricPrinter._window_size is not listed"):
+        set_detectron2_private(printer, "_window_size", 5)
+
+
+def test_vis_hooks_order_and_the_evaluation_on_the_average():
+    trainer = _toy_trainer()
+    ema = ModelEMA(trainer.model, 0.5)
+    ckpt = DetectionCheckpointer(trainer.model)
+    weights = []
+    built = build_vis_hooks(
+        trainer, checkpointer=ckpt, eval_function=lambda: weights.append(
+            trainer.model.lin.weight.detach().clone()) or {"segm": {"AP": 1.0}},
+        eval_period=2, checkpoint_period=100, build_writers=list, max_train_minutes=5.0, ema=ema,
+        best_metric="segm/AP")
+    assert [type(h) for h in built] == [
+        hooks.IterationTimer, TrainingTimeBudget, hooks.LRScheduler, type(None), EMAHook,
+        hooks.PeriodicCheckpointer, hooks.EvalHook, hooks.BestCheckpointer, hooks.PeriodicWriter]
+    plain = build_vis_hooks(trainer, checkpointer=ckpt, eval_function=dict, eval_period=0,
+                            checkpoint_period=100, build_writers=list, best_metric="segm/AP")
+    assert [type(h) for h in plain if h is not None] == [
+        hooks.IterationTimer, hooks.LRScheduler, hooks.PeriodicCheckpointer, hooks.EvalHook,
+        hooks.PeriodicWriter]
+    # The periodic evaluation (after step 2 of 3) runs on the average; the final one on the
+    # model, which holds the average by then.
+    sched = LRMultiplier(trainer.optimizer, MultiStepParamScheduler([1.0], num_updates=3),
+                         max_iter=3)
+    trainer.register_hooks([h for h in build_vis_hooks(
+        trainer, checkpointer=ckpt, eval_function=lambda: weights.append(
+            trainer.model.lin.weight.detach().clone()) or {}, eval_period=2, checkpoint_period=100,
+        build_writers=list, lr_scheduler=sched, ema=ema)])
+    weights.clear()
+    run_training(trainer, 0, 3)
+    assert len(weights) == 2
+    average = ema.averaged.module.lin.weight
+    assert torch.equal(weights[1], average) and torch.equal(trainer.model.lin.weight, average)
+    assert not torch.equal(weights[0], weights[1])
+
+
 def test_overrunning_run_ends_within_budget_on_compressed_schedule(tmp_path):
     clock = FakeClock()
     # 400 s of steps, a 180 s budget
@@ -112,7 +205,7 @@ def test_a_cut_for_slow_first_steps_is_given_back_while_the_lr_is_flat(tmp_path,
     # 0.45 s a step for the first 100 steps, then 0.3 s: 135 s in all, within 150.
     trainer, _, sched, _ = build(tmp_path, clock, lambda i: 0.45 if i < 100 else 0.3,
                                  minutes=2.5, max_iter=400)
-    with caplog.at_level("INFO", logger="vis_d2.engine.time_budget"):
+    with caplog.at_level("INFO", logger="vis_d2.engine.cpu_short_run"):
         run_training(trainer, 0, 400)
     # At step 80 the slow pace projects 36 + 320 * 0.45 = 180 s: cut to 80 + floor(114 / 0.4725).
     assert "at iteration 80" in caplog.text and "ends at iteration 321 instead of 400" in caplog.text
@@ -173,17 +266,20 @@ def test_vis_trainer_ends_within_solver_max_train_minutes(data_root, tmp_path, r
         "SOLVER.WARMUP_ITERS", "1", "SOLVER.STEPS", "(30,)", "SOLVER.MAX_ITER", "40",
         "SOLVER.MAX_TRAIN_MINUTES", "0.5", "SOLVER.EMA.ENABLED", "True",
         "SOLVER.CHECKPOINT_PERIOD", "1000", "DATASETS.TEST", "()", "OUTPUT_DIR", str(tmp_path)])
-    trainer = VISTrainer(cfg)
-    budget = next(h for h in trainer._hooks if isinstance(h, TrainingTimeBudget))
-    assert isinstance(trainer._hooks[0], hooks.IterationTimer) and trainer._hooks[1] is budget
     clock = FakeClock()
 
     class TwoSecondSteps(HookBase):  # every step takes 2 s on the fake clock
         def after_step(self):
             clock.t += 2.0
 
-    trainer.register_hooks([TwoSecondSteps()])
-    trainer._hooks.insert(0, trainer._hooks.pop())  # before the budget sees the step
+    class Trainer(VISTrainer):
+        def build_hooks(self):
+            return [TwoSecondSteps()] + super().build_hooks()  # before the budget sees the step
+
+    trainer = Trainer(cfg)
+    registered = detectron2_private(trainer, "_hooks")
+    budget = next(h for h in registered if isinstance(h, TrainingTimeBudget))
+    assert isinstance(registered[1], hooks.IterationTimer) and registered[2] is budget
     budget._clock, budget.warmup_steps, budget.check_period = clock, 0, 2
     budget._durations = collections.deque(maxlen=4)  # decisions from the 2nd step on
     trainer.train()
