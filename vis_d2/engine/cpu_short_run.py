@@ -3,9 +3,8 @@ training step, and the one door through which they reach detectron2's private at
 
 **Time budget** (``SOLVER.MAX_TRAIN_MINUTES``, ``train.max_train_minutes`` in a LazyConfig): a
 schedule sized for one machine can take twice as long on a slower or busier one, and the CPU
-demo promises to train within 15 minutes. A check before the run (``tools/demo.py``) sizes the
-schedule for the speed it measures then; :class:`TrainingTimeBudget` keeps the promise when the
-machine slows down during the run. Every ``check_period`` steps it projects the end of training
+demo promises to train within 15 minutes; :class:`TrainingTimeBudget` keeps that promise on
+whatever machine runs it. Every ``check_period`` steps it projects the end of training
 from the steps' recent pace; where that falls past the budget, it lowers the last iteration to
 the one the pace reaches with a margin to spare (so that the noise of the pace does not trigger
 a cut after every check). Where the pace picks up again (the first few hundred steps of a
