@@ -50,8 +50,7 @@ def load_script(name):
     return module
 
 
-sys.path.insert(0, os.path.join(REPO, "tools"))
-import ablation_sweep  # noqa: E402
+ablation_sweep = load_script("sweep")
 TWINS = {  # LazyConfig row -> YAML row of the synthetic benchmark
     "A1_baseline": "configs/synthvis/R18_A1_baseline.yaml",
     "A2_tcis": "configs/synthvis/R18_A2_tcis.yaml",
@@ -607,7 +606,7 @@ LAZY_TINY = [
 
 def run_sweep(data_root, *args):
     env = dict(os.environ, DETECTRON2_DATASETS=str(data_root), OMP_NUM_THREADS="1")
-    out = subprocess.run([sys.executable, os.path.join(REPO, "tools", "ablation_sweep.py"), *args],
+    out = subprocess.run([sys.executable, os.path.join(PROJECT, "sweep.py"), *args],
                          cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     log = out.stdout + out.stderr
     assert out.returncode == 0, log[-4000:]
