@@ -7,6 +7,7 @@ import io
 import json
 import numbers
 import os
+import shutil
 import subprocess
 import sys
 
@@ -35,10 +36,21 @@ from vis_d2.evaluation import evaluate_ytvis
 from vis_d2.tracking import FrameDetections, VideoTracker
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(REPO, "tools"))
-import ablation_sweep  # noqa: E402
+PROJECT = os.path.join(REPO, "projects", "VIS_Ablation")
+LAZY = os.path.join(PROJECT, "configs")
 
-LAZY = os.path.join(REPO, "projects", "VIS_Ablation", "configs")
+
+def load_script(name):
+    """The module of ``projects/VIS_Ablation/<name>.py`` (a script folder, not a package)."""
+    spec = importlib.util.spec_from_file_location(f"vis_ablation_{name}",
+                                                  os.path.join(PROJECT, f"{name}.py"))
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+ablation_sweep = load_script("sweep")
 TWINS = {  # LazyConfig row -> YAML row of the synthetic benchmark
     "A1_baseline": "configs/synthvis/R18_A1_baseline.yaml",
     "A2_tcis": "configs/synthvis/R18_A2_tcis.yaml",
@@ -116,7 +128,7 @@ def test_lazy_and_yacs_rows_build_the_same_model(row):
     assert lazy_model.roi_heads.mask_class_on_gt_masks            # TRAIN_ON_GT_MASKS
     assert lazy_model.roi_heads.mask_class_score_weight == 0.75
     assert lazy_model.roi_heads.track_detach_iters == yacs_model.roi_heads.track_detach_iters \
-        == 600  # MODEL.VIS.TRACK_HEAD.DETACH_ITERS, round 15
+        == 600  # MODEL.VIS.TRACK_HEAD.DETACH_ITERS
     assert lazy_model.roi_heads.box_predictor.test_score_thresh == 0.01
     assert lazy_model.mask_nms_thresh == yacs_model.mask_nms_thresh == 0.3  # MASK_NMS_THRESH
     assert shapes["roi_heads.mask_head.mask_fcn4.weight"] == (64, 64, 3, 3)  # NUM_CONV 4
@@ -132,13 +144,49 @@ def test_lazy_and_yacs_rows_build_the_same_model(row):
         assert shapes["multilabel_head.fc.weight"] == (4, 256)
 
 
+def test_lazy_row_overrides_reach_every_head_that_reads_them():
+    lazy = load_lazy("A3_multitask", ["model.backbone.out_channels=32",
+                                      "model.roi_heads.num_classes=2", "tracker.score_thresh=0.0"])
+    shapes = {k: tuple(v.shape) for k, v in instantiate(lazy.model).state_dict().items()}
+    assert shapes["backbone.fpn_output5.weight"] == (32, 32, 3, 3)
+    assert shapes["proposal_generator.rpn_head.conv.weight"] == (64, 32, 3, 3)
+    assert shapes["roi_heads.box_head.fc1.weight"] == (512, 32 * 7 * 7)
+    assert shapes["roi_heads.track_head.fcs.0.weight"] == (256, 32 * 7 * 7)
+    assert shapes["roi_heads.mask_head.mask_fcn1.weight"] == (64, 32, 3, 3)
+    assert shapes["roi_heads.tcis.deform_conv.weight"] == (32, 32, 3, 3)
+    assert shapes["roi_heads.maskiou_head.predictor.weight"] == (2, 512)
+    assert shapes["roi_heads.mask_class_head.predictor.weight"] == (2, 256)
+    assert shapes["roi_heads.box_predictor.cls_score.weight"] == (3, 512)
+    assert shapes["semseg_head.convs.0.weight"] == (128, 32, 3, 3)
+    assert shapes["semseg_head.predictor.weight"] == (3, 128, 1, 1)
+    assert shapes["multilabel_head.fc.weight"] == (2, 256)
+    assert instantiate(lazy.tracker).score_thresh == 0.0
+
+
+def test_lazy_rows_read_their_numbers_from_the_yaml_twins(tmp_path):
+    """A copy of the repository's configs with an edited A1 YAML: the copied LazyConfig rows
+    (which find the YAMLs from their own location) follow the edit, down to A5."""
+    shutil.copytree(os.path.join(REPO, "configs"), tmp_path / "configs")
+    shutil.copytree(LAZY, tmp_path / "projects" / "VIS_Ablation" / "configs")
+    a1_yaml = tmp_path / "configs" / "synthvis" / "R18_A1_baseline.yaml"
+    a1_yaml.write_text(a1_yaml.read_text() + "MODEL:\n  FPN:\n    OUT_CHANNELS: 48\n"
+                       "  VIS:\n    TRACKER:\n      SCORE_THRESH: 0.2\n"
+                       "SOLVER:\n  BASE_LR: 0.001\n")
+    lazy = LazyConfig.load(str(tmp_path / "projects" / "VIS_Ablation" / "configs" / "A5_bitrack.py"))
+    assert lazy.model.backbone.out_channels == 48 and lazy.optimizer.lr == 0.001
+    tracker = instantiate(lazy.tracker)
+    assert tracker.score_thresh == 0.2 and tracker.bitrack
+    assert tracker == VideoTracker.from_config(get_vis_cfg(
+        str(tmp_path / "configs" / "synthvis" / "R18_A5_bitrack.yaml")))
+    assert load_lazy("A5_bitrack").model.backbone.out_channels == 64  # the repository's own
+
+
 def test_lazy_rows_match_yaml_tracker_and_schedule():
     for row, path in TWINS.items():
         lazy = load_lazy(row)
         assert instantiate(lazy.tracker) == VideoTracker.from_config(yacs(path)), row
     a1 = instantiate(load_lazy("A1_baseline").tracker)
-    assert (a1.momentum, a1.track_nms_thresh) == (0.8, 0.3)  # the demo recipe, round 4
-    assert a1.distance_weight == 2.0  # round 14
+    assert (a1.momentum, a1.track_nms_thresh, a1.distance_weight) == (0.8, 0.3, 2.0)
     a5 = instantiate(load_lazy("A5_bitrack").tracker)
     assert a5.bitrack and a5.label_voting and a5.label_voting_weight == 0.0
     assert not instantiate(load_lazy("A3_multitask").tracker).bitrack
@@ -214,10 +262,7 @@ def test_lazy_training_and_data_settings_match_the_yaml():
 
 
 def test_lazy_trainer_clips_gradients_like_the_yaml_trainer():
-    spec = importlib.util.spec_from_file_location(
-        "vis_ablation_train_net", os.path.join(REPO, "projects", "VIS_Ablation", "train_net.py"))
-    train_net = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(train_net)
+    train_net = load_script("train_net")
 
     def step(clip):
         w = torch.nn.Parameter(torch.zeros(4))
@@ -235,10 +280,7 @@ def test_lazy_trainer_clips_gradients_like_the_yaml_trainer():
 
 
 def test_lazy_trainer_builds_the_weight_average_of_train_ema():
-    spec = importlib.util.spec_from_file_location(
-        "vis_ablation_train_net", os.path.join(REPO, "projects", "VIS_Ablation", "train_net.py"))
-    train_net = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(train_net)
+    train_net = load_script("train_net")
     model = torch.nn.Linear(2, 1)
     ema = train_net.build_ema(model, dict(load_lazy("A1_baseline").train.ema))
     assert ema is not None and ema.decay == 0.996 and ema.model is model
@@ -524,8 +566,8 @@ def test_sweep_reuses_a3_for_a5_and_skips_finished_rows(registered_synthvis, dat
     # A3 is trained for A5, which only evaluates A3's checkpoint
     assert calls == [("A1", "train"), ("A3", "train"), ("A5", "eval")]
     a1_cmd, a5_cmd = full[0][2], full[2][2]
-    # --max-iter 2 of 640: the LR steps (480, 590) both land on the last iteration (dropped)
-    # and the warm-up of 100 scales to 0
+    # --max-iter 2: both LR steps of the YAML land on the last iteration (dropped) and the
+    # warm-up scales to 0
     assert a1_cmd[-6:] == ["SOLVER.MAX_ITER", "2", "SOLVER.STEPS", "()",
                            "SOLVER.WARMUP_ITERS", "0"]
     assert a5_cmd[-2:] == ["MODEL.WEIGHTS", str(tmp_path / "A3" / "model_final.pth")]
@@ -564,7 +606,7 @@ LAZY_TINY = [
 
 def run_sweep(data_root, *args):
     env = dict(os.environ, DETECTRON2_DATASETS=str(data_root), OMP_NUM_THREADS="1")
-    out = subprocess.run([sys.executable, os.path.join(REPO, "tools", "ablation_sweep.py"), *args],
+    out = subprocess.run([sys.executable, os.path.join(PROJECT, "sweep.py"), *args],
                          cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     log = out.stdout + out.stderr
     assert out.returncode == 0, log[-4000:]

@@ -1,12 +1,12 @@
 #!/usr/bin/env python
 """The paper's ablation (Table 1) as one command: train and evaluate each row, then tabulate.
 
-    python tools/ablation_sweep.py                                  # synthvis, rows A1 A2 A3 A5
-    python tools/ablation_sweep.py --rows A1 A5 --max-iter 300 --output-dir output/ablation
-    python tools/ablation_sweep.py --skip-existing                  # resume an interrupted sweep
-    python tools/ablation_sweep.py --lazy                           # the LazyConfig rows
-    python tools/ablation_sweep.py --benchmark ytvis_2021 --num-gpus 8 \\
-        -- MODEL.WEIGHTS /path/to/coco_mask_rcnn_R50_FPN.pkl        # after --: config overrides
+    python projects/VIS_Ablation/sweep.py                    # synthvis, rows A1 A2 A3 A5
+    python projects/VIS_Ablation/sweep.py --rows A1 A5 --max-iter 300 --output-dir output/ablation
+    python projects/VIS_Ablation/sweep.py --skip-existing    # resume an interrupted sweep
+    python projects/VIS_Ablation/sweep.py --lazy             # the LazyConfig rows (configs/)
+    python projects/VIS_Ablation/sweep.py --benchmark ytvis_2021 --num-gpus 8 \\
+        -- MODEL.WEIGHTS /path/to/coco_mask_rcnn_R50_FPN.pkl  # after --: config overrides
 
 Rows (paper Table 1; A4 = Multi-Source Data is not part of this sweep):
 
@@ -15,7 +15,7 @@ Rows (paper Table 1; A4 = Multi-Source Data is not part of this sweep):
 
 A5 changes inference only, so it is not trained: A3's checkpoint is evaluated with A5's tracker
 settings (the table says so). Each row runs in its own ``train_net.py`` process (YAML configs,
-default) or ``projects/VIS_Ablation/train_net.py`` process (``--lazy``) with
+default) or this project's ``train_net.py`` process (``--lazy``) with
 ``OUTPUT_DIR = <output-dir>/<row>``; its log goes to ``<output-dir>/<row>/{train,eval}.log``. The
 row's metrics are recomputed here from the ``results.json`` the evaluator wrote, with the same
 YouTube-VIS metric, and saved atomically as ``<output-dir>/<row>/row_metrics.json``;
@@ -39,10 +39,11 @@ import sys
 import time
 from typing import Dict, List, Optional, Sequence, Set
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPO)
+from vis_d2.file_io import atomic_write_bytes, atomic_write_json
 
-from vis_d2.file_io import atomic_write_bytes, atomic_write_json  # noqa: E402
+# The trainers run as subprocesses from the repository root, where the config paths start.
+PROJECT = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(os.path.dirname(PROJECT))
 
 logger = logging.getLogger("vis_d2.ablation_sweep")
 
@@ -81,24 +82,25 @@ class RowSpec:
         return ""
 
 
+def _row(name, label, tcis, multitask, bitrack, synthvis, ytvis_2021, lazy, checkpoint_from=None):
+    """A RowSpec whose configs are ``configs/synthvis/<synthvis>.yaml``,
+    ``configs/ytvis_2021/<ytvis_2021>.yaml`` and ``projects/VIS_Ablation/configs/<lazy>.py``."""
+    yaml = {"synthvis": f"configs/synthvis/{synthvis}.yaml",
+            "ytvis_2021": f"configs/ytvis_2021/{ytvis_2021}.yaml"}
+    return RowSpec(name, label, tcis, multitask, bitrack, yaml,
+                   f"projects/VIS_Ablation/configs/{lazy}.py", checkpoint_from)
+
+
 ROWS: Dict[str, RowSpec] = {r.name: r for r in [
-    RowSpec("A1", "baseline", False, False, False,
-            {"synthvis": "configs/synthvis/R18_A1_baseline.yaml",
-             "ytvis_2021": "configs/ytvis_2021/R50_FPN_baseline.yaml"},
-            "projects/VIS_Ablation/configs/A1_baseline.py"),
-    RowSpec("A2", "+ TCIS", True, False, False,
-            {"synthvis": "configs/synthvis/R18_A2_tcis.yaml",
-             "ytvis_2021": "configs/ytvis_2021/R50_FPN_A2_tcis.yaml"},
-            "projects/VIS_Ablation/configs/A2_tcis.py"),
-    RowSpec("A3", "+ multi-task", True, True, False,
-            {"synthvis": "configs/synthvis/R18_A3_multitask.yaml",
-             "ytvis_2021": "configs/ytvis_2021/R50_FPN_A3_multitask.yaml"},
-            "projects/VIS_Ablation/configs/A3_multitask.py"),
-    RowSpec("A5", "+ BiTrack + label voting", True, True, True,
-            {"synthvis": "configs/synthvis/R18_A5_bitrack.yaml",
-             "ytvis_2021": "configs/ytvis_2021/R50_FPN_A5_noMSD.yaml"},
-            "projects/VIS_Ablation/configs/A5_bitrack.py", checkpoint_from="A3"),
+    _row("A1", "baseline", False, False, False, "R18_A1_baseline", "R50_FPN_baseline",
+         "A1_baseline"),
+    _row("A2", "+ TCIS", True, False, False, "R18_A2_tcis", "R50_FPN_A2_tcis", "A2_tcis"),
+    _row("A3", "+ multi-task", True, True, False, "R18_A3_multitask", "R50_FPN_A3_multitask",
+         "A3_multitask"),
+    _row("A5", "+ BiTrack + label voting", True, True, True, "R18_A5_bitrack",
+         "R50_FPN_A5_noMSD", "A5_bitrack", checkpoint_from="A3"),
 ]}
+
 
 # Per benchmark: YAML overrides every row gets. The official YouTube-VIS 2021 valid split has no
 # public ground truth, so the ablation trains on train_sub and scores valid_sub
@@ -347,7 +349,7 @@ class Sweep:
 
     def trainer_script(self) -> str:
         if self.lazy:
-            return os.path.join(REPO, "projects", "VIS_Ablation", "train_net.py")
+            return os.path.join(PROJECT, "train_net.py")
         return os.path.join(REPO, "train_net.py")
 
     def load_existing(self, spec: RowSpec) -> Optional[RowResult]:
@@ -502,4 +504,4 @@ if __name__ == "__main__":
     try:
         main()
     except (SweepError, UnknownDatasetError, FileNotFoundError) as e:
-        sys.exit(f"ablation_sweep: {e}")
+        sys.exit(f"sweep: {e}")
