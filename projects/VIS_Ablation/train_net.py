@@ -12,7 +12,7 @@ Run from the repository root (datasets resolve against ./datasets, outputs go to
     python projects/VIS_Ablation/train_net.py --config-file ... --num-gpus 2   # DDP, gloo on CPU
 
 The config provides ``model``, ``dataloader.{train,test,evaluator}``, ``optimizer``,
-``lr_multiplier``, ``train`` and ``tracker`` (see ``configs/base.py``). Training runs detectron2's
+``lr_multiplier``, ``train`` and ``tracker`` (see ``configs/A1_baseline.py``). Training runs detectron2's
 SimpleTrainer (AMPTrainer with ``train.amp.enabled`` on CUDA, bfloat16 autocast with
 ``train.cpu_bf16`` on a CPU that has it) with atomic checkpoints, within ``train.max_train_minutes``
 of wall time where that is > 0 (``vis_d2.engine.cpu_short_run``), with the hooks of the YAML
