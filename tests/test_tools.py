@@ -1,5 +1,6 @@
-"""tools/sweep_postprocess.py: variant parsing, re-capping cached frames, and one run end to end
-on a tiny synthvis with random weights; tools/benchmark.py: its subcommands parse."""
+"""tools/sweep_postprocess.py: variant parsing, re-capping cached frames, the same predictions as
+video inference, and one run end to end on a tiny synthvis with random weights;
+tools/benchmark.py: its subcommands, and the two that need no model on tiny inputs."""
 import dataclasses
 import importlib.util
 import os
@@ -201,3 +202,34 @@ def test_sweep_refuses_a_missing_weights_file(tmp_path, capsys):
     with pytest.raises(SystemExit):
         sweep_postprocess.main(["--weights", str(tmp_path / "none.pth")])
     assert str(tmp_path / "none.pth") in capsys.readouterr().err
+
+
+benchmark = _load_tool("benchmark")
+
+
+def test_benchmark_has_one_subcommand_per_measurement():
+    parser = benchmark.build_parser()
+    sections = parser._subparsers._group_actions[0].choices
+    assert sorted(sections) == ["bf16", "bitrack", "clip", "infer", "profile", "scaling",
+                                "train", "ytvis_eval"]
+    with pytest.raises(SystemExit):
+        parser.parse_args(["layout"])
+
+
+def test_benchmark_bitrack_times_both_passes_on_one_cache(capsys):
+    benchmark.main(["bitrack", "--synthetic", "--frames", "8", "--dets", "4", "--dim", "16",
+                    "--repeats", "1"])
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("one synthetic video, 8 frames of 4 random 16-d detections")
+    fwd = float(out[1].split()[-2])
+    bi = float(out[2].split()[6])
+    assert out[1].split()[:3] == ["tracking", "forward", "only:"] and fwd > 0
+    assert out[2].split()[0] == "BiTrack" and bi > 0
+
+
+def test_benchmark_ytvis_eval_gives_the_plain_ious(capsys):
+    benchmark.main(["ytvis_eval", "--videos", "4", "--frames", "5", "--height", "96",
+                    "--width", "128", "--categories", "3", "--naive-videos", "4"])
+    out = capsys.readouterr().out
+    assert out.startswith("built 4 videos x 5 frames (96x128)")
+    assert "SPEED: " in out and out.rstrip().endswith("identical IoUs: True")
