@@ -152,7 +152,7 @@ def sweep(model, loader, dataset_name: str,
         cached = {t: [] for t in caps}
         frames = video["frames"]
         for i in range(len(frames)):
-            inst = model([frames[i]])[0]["instances"].to("cpu")
+            inst = model([frames[i]])[0]["instances"]  # mask NMS runs on the model's device
             for t, cap in caps.items():
                 cached[t].append(instances_to_frame_detections(
                     mask_nms(inst, t) if t > 0 else inst, cap,
