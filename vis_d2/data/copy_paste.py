@@ -22,7 +22,7 @@ from typing import Deque, Dict, List, Optional, Tuple
 import torch
 
 from detectron2.config import configurable
-from detectron2.structures import BitMasks, Boxes, Instances
+from detectron2.structures import BitMasks, Instances
 
 from .augmentation import WorkerSeededRandom, pair_has_bitmasks
 

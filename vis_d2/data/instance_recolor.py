@@ -15,8 +15,6 @@ boxes, masks and ids are kept.
 """
 from typing import Dict, Optional
 
-import torch
-
 from detectron2.config import configurable
 
 from .augmentation import (
