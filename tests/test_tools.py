@@ -4,8 +4,6 @@ tools/benchmark.py: its subcommands, and the two that need no model on tiny inpu
 import dataclasses
 import importlib.util
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -164,16 +162,17 @@ def test_sweep_predicts_what_video_inference_predicts(data_root, random_weights,
     assert min(counts) > 0 and len(set(counts)) > 1  # the variants do change the predictions
 
 
-def test_sweep_prints_one_row_per_variant(data_root, random_weights):
+def test_sweep_prints_one_row_per_variant(data_root, random_weights, restore_catalogs, capsys):
+    from vis_d2.data.builtin import register_all_ytvis
+
+    register_all_ytvis(str(data_root))
     variants = ['{}', '{"distance_weight": 0}', '{"mask_nms_thresh": 0}',
                 '{"max_dets_per_frame": 2, "bitrack": true}']
-    env = dict(os.environ, DETECTRON2_DATASETS=str(data_root), OMP_NUM_THREADS="1")
-    run = subprocess.run(
-        [sys.executable, "tools/sweep_postprocess.py", "--weights", random_weights,
-         "--variants", *variants, "--", *TINY_OPTS, "MODEL.ROI_HEADS.SCORE_THRESH_TEST", "0.0"],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
-    assert run.returncode == 0, run.stderr[-3000:]
-    lines = run.stdout.strip().splitlines()
+    sweep_postprocess.main(["--config-file", CONFIG, "--weights", random_weights,
+                            "--variants", *variants,
+                            "--", *TINY_OPTS, "MODEL.ROI_HEADS.SCORE_THRESH_TEST", "0.0"])
+    run = capsys.readouterr()
+    lines = run.out.strip().splitlines()
     assert lines[0].startswith("synthvis_val (") and ", 2 videos, " in lines[0]
     assert lines[1].split() == ["AP", "AP50", "AP75", "AR1", "AR10", "dAP", "dets/frame",
                                 "variant"]
