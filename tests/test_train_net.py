@@ -53,9 +53,10 @@ def test_ddp_two_cpu_processes_then_resume_then_eval_only(data_root, tmp_path):
         assert len(p["segmentations"]) == lengths[p["video_id"]]
 
 
-def test_bad_config_inputs_give_clear_errors(data_root, tmp_path, restore_catalogs):
+def test_bad_config_inputs_give_clear_errors(data_root, tmp_path, restore_catalogs, monkeypatch):
     """train_net.py's setup refuses a misspelt dataset and missing weights by name (in-process:
-    the subprocess runs above already show the script starts)."""
+    the subprocess runs above already show the script starts; its logger set-up is left out, as
+    it would stop the loggers of this process from propagating to the tests after it)."""
     import importlib.util
 
     import pytest
@@ -68,6 +69,8 @@ def test_bad_config_inputs_give_clear_errors(data_root, tmp_path, restore_catalo
     spec = importlib.util.spec_from_file_location("train_net", os.path.join(REPO, "train_net.py"))
     train_net = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(train_net)
+    monkeypatch.setattr(train_net, "default_setup", lambda cfg, args: None)
+    monkeypatch.setattr(train_net, "setup_logger", lambda *a, **k: None)
     base = ["--config-file", os.path.join(REPO, "configs/synthvis/R18_demo.yaml"),
             "OUTPUT_DIR", str(tmp_path / "bad")]
 
