@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from detectron2.modeling import build_backbone, build_model
+from detectron2.structures import BitMasks, Boxes, Instances
 from detectron2.utils.events import EventStorage
 
 from helpers import training_pair
@@ -177,3 +178,35 @@ def test_track_detach_iters_keeps_loss_track_off_the_backbone_until_that_iterati
 def test_track_detach_iters_must_be_a_count():
     with pytest.raises(ValueError, match="MODEL.VIS.TRACK_HEAD.DETACH_ITERS"):
         build_model(_cfg("MODEL.VIS.TRACK_HEAD.DETACH_ITERS", "-1"))
+
+
+def _empty_instances(size=(96, 128)):
+    """A frame without ground truth, with the fields the pair mappers give it."""
+    inst = Instances(size)
+    inst.gt_boxes = Boxes(torch.zeros(0, 4))
+    inst.gt_classes = torch.zeros(0, dtype=torch.int64)
+    inst.gt_track_ids = torch.zeros(0, dtype=torch.int64)
+    inst.gt_masks = BitMasks(torch.zeros(0, *size, dtype=torch.bool))
+    return inst
+
+
+@pytest.mark.parametrize("opts", [
+    [], ["MODEL.VIS.TCIS.ENABLED", "True"],
+    ["MODEL.VIS.SEMSEG.ENABLED", "True", "MODEL.VIS.MULTILABEL.ENABLED", "True",
+     "MODEL.VIS.MASKIOU.ENABLED", "True"]], ids=["demo", "tcis", "multitask"])
+def test_training_step_with_a_key_frame_without_instances(opts):
+    """A key frame left with no instance (cropped away, or a video's empty frame): detectron2
+    gives its proposals no ``gt_*`` field, and the track loss must not read one."""
+    torch.manual_seed(0)
+    model = build_model(_cfg(*opts))
+    model.train()
+    empty_key = dict(_pair(), instances=_empty_instances())
+    empty_both = dict(empty_key, ref_instances=_empty_instances())
+    with EventStorage(0):
+        losses = model([_pair(), empty_key])
+        assert all(torch.isfinite(v) for v in losses.values())
+        assert losses["loss_track"].item() > 0   # the other pair's instances still count
+        sum(losses.values()).backward()
+        losses = model([empty_both])
+    assert losses["loss_track"].item() == 0.0
+    assert all(torch.isfinite(v) for v in losses.values())

@@ -248,10 +248,13 @@ class VISROIHeads(StandardROIHeads):
         ref_embeds = self.embed_boxes(ref_features, [t.gt_boxes for t in ref_targets])
         key_embeds = key_embeds.split([len(p) for p in fg])
         ref_embeds = ref_embeds.split([len(t) for t in ref_targets])
+        # detectron2 copies gt_* fields onto the proposals of images with ground truth only;
+        # an image without any has no foreground proposal, hence no track id to read.
+        key_ids = [p.gt_track_ids if p.has("gt_track_ids")
+                   else torch.zeros(0, dtype=torch.int64, device=p.proposal_boxes.device)
+                   for p in fg]
         loss = track_embedding_loss(
-            list(key_embeds), [p.gt_track_ids for p in fg],
-            list(ref_embeds), [t.gt_track_ids for t in ref_targets],
-        )
+            list(key_embeds), key_ids, list(ref_embeds), [t.gt_track_ids for t in ref_targets])
         return {"loss_track": loss * self.track_loss_weight}
 
     def _forward_tcis(self, features, targets, ref_features, ref_targets):
