@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
-from vis_d2.data.frames import read_video_frames
+from vis_d2.data.frames import natural_key, read_video_frames
 
 
 def _frame(value, h=24, w=32):
@@ -27,6 +27,16 @@ def test_folder_frames_sorted_and_fitted_to_the_first(tmp_path, caplog):
     assert [f[0, 0].tolist() for f in frames] == [[10, 0, 5], [20, 0, 10], [30, 0, 15], [40, 0, 20]]
     assert any("00003.png" in m and "is 12x16 (HxW) but the video is 24x32" in m
                for m in caplog.messages)
+
+
+def test_folder_frames_in_natural_order(tmp_path):
+    # 1.png ... 11.png: sorted as text, 10 and 11 would come right after 1
+    for i in range(1, 12):
+        cv2.imwrite(str(tmp_path / f"{i}.png"), _frame(10 * i))
+    frames = read_video_frames(str(tmp_path))
+    assert [int(f[0, 0, 0]) for f in frames] == [10 * i for i in range(1, 12)]
+    assert sorted(["frame_10.jpg", "frame_2.jpg", "a.jpg"], key=natural_key) == \
+        ["a.jpg", "frame_2.jpg", "frame_10.jpg"]
 
 
 def test_folder_errors_name_the_file(tmp_path):

@@ -54,6 +54,13 @@ def test_predictor_reads_a_folder_and_checks_input(predictor, tmp_path):
         predictor(str(tmp_path / "nope.mp4"))
     with pytest.raises(ValueError, match="no frames"):
         predictor([])
+    # a pathlib.Path is a path too; float frames in [0, 1] are refused, not read as 0-255
+    assert predictor(tmp_path) == preds
+    floats = [f.astype(np.float32) / 255 for f in _frames(2)]
+    with pytest.raises(ValueError, match="frame 0: expected a uint8 frame .* got dtype float32"):
+        predictor(floats)
+    with pytest.raises(TypeError, match="frame 0: expected a frame as a numpy array, got list"):
+        predictor([_frames(1)[0].tolist()])
 
 
 def test_missing_weights_named(tmp_path):

@@ -1,7 +1,8 @@
 """Reading video frames from disk: every frame and image vis_d2 reads goes through this module.
 
 * :func:`read_frame`: frame ``i`` of a video record (training pairs, test-time frames, renders).
-* :func:`read_video_frames`: all frames of a video file or of a folder of images (the predictor).
+* :func:`read_video_frames`: all frames of a video file or of a folder of images (the predictor),
+  the folder's files in natural order (``2.jpg`` before ``10.jpg``).
 
 Images are decoded by detectron2's :func:`~detectron2.data.detection_utils.read_image`.
 
@@ -15,6 +16,7 @@ format, truncated) ``ValueError``, both naming the file.
 import glob
 import logging
 import os
+import re
 from typing import List, Tuple
 
 import cv2
@@ -25,12 +27,19 @@ from detectron2.data import detection_utils as utils
 
 from .video_record import video_name
 
-__all__ = ["IMAGE_EXTENSIONS", "read_image_file", "read_frame", "read_video_frames"]
+__all__ = ["IMAGE_EXTENSIONS", "natural_key", "read_image_file", "read_frame", "read_video_frames"]
 
 logger = logging.getLogger(__name__)
 
 # The file extensions read_video_frames takes from a folder of frames.
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp")
+
+
+def natural_key(path: str) -> Tuple:
+    """Sort key of a file name that compares its runs of digits as numbers, so that frames
+    ``1.jpg ... 11.jpg`` come in that order (zero-padded names sort as before)."""
+    parts = re.split(r"(\d+)", os.path.basename(path))
+    return tuple((0, int(p), "") if p.isdigit() else (1, 0, p) for p in parts), path
 
 
 def read_image_file(file_name: str, format: str = "BGR", where: str = "") -> np.ndarray:
@@ -96,8 +105,8 @@ def read_frame(record: dict, frame_idx: int, format: str = "BGR") -> np.ndarray:
 
 def read_video_frames(source: str) -> List[np.ndarray]:
     """
-    All frames of a video file (decoded by OpenCV) or of a folder of images (their names sorted;
-    only the files ending in :data:`IMAGE_EXTENSIONS`).
+    All frames of a video file (decoded by OpenCV) or of a folder of images (in the natural order
+    of their names, :func:`natural_key`; only the files ending in :data:`IMAGE_EXTENSIONS`).
 
     Returns:
         list of (H, W, 3) uint8 BGR arrays, all of the first frame's size (the size policy of
@@ -109,7 +118,8 @@ def read_video_frames(source: str) -> List[np.ndarray]:
     """
     if os.path.isdir(source):
         files = sorted(
-            f for f in glob.glob(os.path.join(source, "*")) if f.lower().endswith(IMAGE_EXTENSIONS)
+            (f for f in glob.glob(os.path.join(source, "*")) if f.lower().endswith(IMAGE_EXTENSIONS)),
+            key=natural_key,
         )
         if not files:
             raise ValueError(f"folder {source} holds no frames ({', '.join(IMAGE_EXTENSIONS)})")

@@ -12,6 +12,7 @@ holds the tracking settings.
 For streaming use, ``predictor.track_stream(frames)`` yields, per frame, the frame's
 ``Instances`` with a ``track_ids`` field (online tracking, forward only).
 """
+import os
 from typing import Iterable, Iterator, List, Sequence, Union
 
 import numpy as np
@@ -52,26 +53,41 @@ class VISPredictor:
     @torch.no_grad()
     def predict_frame(self, image_bgr: np.ndarray):
         """One BGR (H, W, 3) uint8 frame -> Instances at the frame's size, with pred_embeds."""
+        if not isinstance(image_bgr, np.ndarray):
+            raise TypeError(f"expected a frame as a numpy array, got {type(image_bgr).__name__}")
         if image_bgr.ndim != 3 or image_bgr.shape[2] != 3:
             raise ValueError(f"expected an (H, W, 3) BGR frame, got shape {image_bgr.shape}")
+        if image_bgr.dtype != np.uint8:
+            # A float frame in [0, 1] would be read as a nearly black 0-255 image.
+            raise ValueError(f"expected a uint8 frame (0-255), got dtype {image_bgr.dtype}; "
+                             "convert with (frame * 255).round().astype(np.uint8) if it is in [0, 1]")
         img = image_bgr[:, :, ::-1] if self.input_format == "RGB" else image_bgr
         h, w = img.shape[:2]
         resized = self.aug.get_transform(img).apply_image(img)
         tensor = torch.as_tensor(np.ascontiguousarray(resized.transpose(2, 0, 1)))
         return self.model([{"image": tensor, "height": h, "width": w}])[0]["instances"]
 
-    def __call__(self, video: Union[str, Sequence[np.ndarray]], video_id: int = 0) -> List[dict]:
-        frames = read_video_frames(video) if isinstance(video, str) else list(video)
+    def __call__(self, video: Union[str, os.PathLike, Sequence[np.ndarray]],
+                 video_id: int = 0) -> List[dict]:
+        """Track one video: a video file or folder of frames (str or path), or a sequence of
+        BGR (H, W, 3) uint8 frames of one size."""
+        if isinstance(video, (str, os.PathLike)):
+            frames = read_video_frames(os.fspath(video))
+        else:
+            frames = list(video)
         if not frames:
             raise ValueError("the video has no frames")
-        size = frames[0].shape[:2]
+        size = np.shape(frames[0])[:2]
         dets = []
         for i, f in enumerate(frames):
-            if f.shape[:2] != size:
-                raise ValueError(f"frame {i} is {f.shape[:2]}, frame 0 is {size}: frames of one "
-                                 "video must share a size")
-            dets.append(instances_to_frame_detections(
-                self.predict_frame(f), self.tracker, source=f"frame {i}")[1])
+            if np.shape(f)[:2] != size:
+                raise ValueError(f"frame {i} is {np.shape(f)[:2]}, frame 0 is {size}: frames of "
+                                 "one video must share a size")
+            try:
+                inst = self.predict_frame(f)
+            except (TypeError, ValueError) as e:
+                raise type(e)(f"frame {i}: {e}") from e
+            dets.append(instances_to_frame_detections(inst, self.tracker, source=f"frame {i}")[1])
         return self.tracker.predict(dets, video_id)
 
     def track_stream(self, frames: Iterable[np.ndarray]) -> Iterator:
