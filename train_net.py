@@ -26,6 +26,10 @@ def setup(args):
     # detectron2 sets up its own loggers only; vis_d2's (inference progress, evaluation) too.
     setup_logger(cfg.OUTPUT_DIR, distributed_rank=comm.get_rank(), name="vis_d2")
     verify_datasets(cfg)
+    if args.eval_only and not args.resume and not cfg.MODEL.WEIGHTS:
+        # Without weights detectron2 would evaluate a randomly initialised model.
+        raise ValueError("--eval-only needs the weights to evaluate: give MODEL.WEIGHTS "
+                         "<checkpoint.pth> (or --resume to evaluate OUTPUT_DIR's last checkpoint)")
     if not args.resume:
         check_weights_path(cfg.MODEL.WEIGHTS)
     return cfg

@@ -85,6 +85,10 @@ def test_bad_config_inputs_give_clear_errors(data_root, tmp_path, restore_catalo
         setup("MODEL.WEIGHTS", str(tmp_path / "missing.pth"))
     assert f"MODEL.WEIGHTS points to '{tmp_path / 'missing.pth'}', which does not exist" in \
         str(exc.value)
+    # --eval-only without weights would score a randomly initialised model
+    with pytest.raises(ValueError, match="--eval-only needs the weights to evaluate: give "
+                                         "MODEL.WEIGHTS"):
+        train_net.setup(default_argument_parser().parse_args(["--eval-only"] + base))
 
 
 def test_solver_optimizer_choice():
