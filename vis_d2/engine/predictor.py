@@ -30,6 +30,19 @@ from .video_inference import instances_to_frame_detections
 __all__ = ["VISPredictor", "read_video_frames"]
 
 
+def check_frame(frame, where: str = "") -> None:
+    """Raise naming ``where`` (e.g. "frame 3") unless ``frame`` is a (H, W, 3) uint8 array."""
+    prefix = f"{where}: " if where else ""
+    if not isinstance(frame, np.ndarray):
+        raise TypeError(f"{prefix}expected a frame as a numpy array, got {type(frame).__name__}")
+    if frame.ndim != 3 or frame.shape[2] != 3:
+        raise ValueError(f"{prefix}expected an (H, W, 3) BGR frame, got shape {frame.shape}")
+    if frame.dtype != np.uint8:
+        # A float frame in [0, 1] would be read as a nearly black 0-255 image.
+        raise ValueError(f"{prefix}expected a uint8 frame (0-255), got dtype {frame.dtype}; "
+                         "convert with (frame * 255).round().astype(np.uint8) if it is in [0, 1]")
+
+
 class VISPredictor:
     """Builds the model from ``cfg``, loads ``cfg.MODEL.WEIGHTS`` and tracks whole videos."""
 
@@ -53,14 +66,7 @@ class VISPredictor:
     @torch.no_grad()
     def predict_frame(self, image_bgr: np.ndarray):
         """One BGR (H, W, 3) uint8 frame -> Instances at the frame's size, with pred_embeds."""
-        if not isinstance(image_bgr, np.ndarray):
-            raise TypeError(f"expected a frame as a numpy array, got {type(image_bgr).__name__}")
-        if image_bgr.ndim != 3 or image_bgr.shape[2] != 3:
-            raise ValueError(f"expected an (H, W, 3) BGR frame, got shape {image_bgr.shape}")
-        if image_bgr.dtype != np.uint8:
-            # A float frame in [0, 1] would be read as a nearly black 0-255 image.
-            raise ValueError(f"expected a uint8 frame (0-255), got dtype {image_bgr.dtype}; "
-                             "convert with (frame * 255).round().astype(np.uint8) if it is in [0, 1]")
+        check_frame(image_bgr)
         img = image_bgr[:, :, ::-1] if self.input_format == "RGB" else image_bgr
         h, w = img.shape[:2]
         resized = self.aug.get_transform(img).apply_image(img)
@@ -77,17 +83,14 @@ class VISPredictor:
             frames = list(video)
         if not frames:
             raise ValueError("the video has no frames")
-        size = np.shape(frames[0])[:2]
         dets = []
         for i, f in enumerate(frames):
-            if np.shape(f)[:2] != size:
-                raise ValueError(f"frame {i} is {np.shape(f)[:2]}, frame 0 is {size}: frames of "
-                                 "one video must share a size")
-            try:
-                inst = self.predict_frame(f)
-            except (TypeError, ValueError) as e:
-                raise type(e)(f"frame {i}: {e}") from e
-            dets.append(instances_to_frame_detections(inst, self.tracker, source=f"frame {i}")[1])
+            check_frame(f, f"frame {i}")
+            if f.shape[:2] != frames[0].shape[:2]:
+                raise ValueError(f"frame {i} is {f.shape[:2]}, frame 0 is {frames[0].shape[:2]}: "
+                                 "frames of one video must share a size")
+            dets.append(instances_to_frame_detections(
+                self.predict_frame(f), self.tracker, source=f"frame {i}")[1])
         return self.tracker.predict(dets, video_id)
 
     def track_stream(self, frames: Iterable[np.ndarray]) -> Iterator:
