@@ -167,12 +167,17 @@ def get_vis_cfg(config_file=None, opts=None):
     if config_file:
         if not os.path.isfile(config_file):
             raise FileNotFoundError(f"config file not found: {config_file}")
-        _check_retired_keys(cfg.load_yaml_with_base(config_file), config_file)
-        cfg.merge_from_file(config_file)
+        try:
+            cfg.merge_from_file(config_file)
+        except KeyError as e:
+            _raise_if_retired(e, config_file)
+            raise
     if opts:
-        opts = list(opts)
-        _check_retired_keys(_opts_as_tree(opts[0::2]), "the command-line options")
-        cfg.merge_from_list(opts)
+        try:
+            cfg.merge_from_list(list(opts))
+        except (KeyError, AssertionError) as e:  # yacs asserts that an option's key exists
+            _raise_if_retired(e, "the command-line options")
+            raise
     if cfg.MODEL.DEVICE.startswith("cuda") and not torch.cuda.is_available():
         logging.getLogger(__name__).warning("MODEL.DEVICE=%s but CUDA is not available: using cpu",
                                             cfg.MODEL.DEVICE)
@@ -180,19 +185,9 @@ def get_vis_cfg(config_file=None, opts=None):
     return cfg
 
 
-def _opts_as_tree(keys) -> dict:
-    """``["A.B.C", ...]`` -> ``{"A": {"B": {"C": {}}}}``, to check option names like a YAML."""
-    tree: dict = {}
-    for key in keys:
-        node = tree
-        for part in str(key).split("."):
-            node = node.setdefault(part, {})
-    return tree
-
-
-def _check_retired_keys(tree, where: str) -> None:
-    """Raise a KeyError naming the replacement of a key vis_d2 no longer has."""
-    tracker = ((tree.get("MODEL") or {}).get("VIS") or {}).get("TRACKER") or {}
+def _raise_if_retired(error: Exception, where: str) -> None:
+    """Replace yacs' "Non-existent key" error for a key vis_d2 retired by one naming its
+    replacement."""
     for key, message in RETIRED_TRACKER_KEYS.items():
-        if key in tracker:
-            raise KeyError(f"{where}: {message}")
+        if f"MODEL.VIS.TRACKER.{key}" in str(error):
+            raise KeyError(f"{where}: {message}") from error
