@@ -26,7 +26,7 @@ import pycocotools.mask as mask_util
 
 from .bitrack import bitrack
 from .frame_detections import FrameDetections, TrackingInputError
-from .online_tracker import OnlineTracker, Tracklet, check_frames
+from .online_tracker import OnlineTracker, Tracklet
 from .track_nms import track_nms
 
 __all__ = ["VideoTracker", "RETIRED_TRACKER_KEYS"]
@@ -166,8 +166,7 @@ class VideoTracker:
         Returns:
             the tracks, ids 0..M-1.
         """
-        check_frames(frames)
-        online = self.online()
+        online = self.online()  # both passes check the frames
         if self.bitrack:
             return bitrack(frames, online, self.bitrack_iou_thresh)
         return online.track(frames)
