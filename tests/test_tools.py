@@ -197,6 +197,15 @@ def test_sweep_refuses_a_bad_variant_before_the_model_runs(random_weights, capsy
     assert "variant '{\"max_age\": -1}'" in err and "max_age" in err and ">= 0" in err
 
 
+def test_sweep_refuses_an_unregistered_dataset_before_the_model_runs(random_weights, capsys):
+    with pytest.raises(SystemExit) as e:
+        sweep_postprocess.main(["--weights", random_weights, "--datasets", "synthvis_vall"])
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert "Dataset 'synthvis_vall' (in --datasets) is not registered" in err
+    assert "synthvis_val" in err   # the suggestion
+
+
 def test_sweep_refuses_a_missing_weights_file(tmp_path, capsys):
     with pytest.raises(SystemExit):
         sweep_postprocess.main(["--weights", str(tmp_path / "none.pth")])

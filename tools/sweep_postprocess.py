@@ -33,6 +33,7 @@ import torch
 from detectron2.data import MetadataCatalog
 
 from vis_d2.config import get_vis_cfg
+from vis_d2.data.build import UnknownDatasetError, check_dataset_registered
 from vis_d2.engine import AtomicCheckpointer, VISTrainer, check_weights_path
 from vis_d2.engine.video_inference import instances_to_frame_detections
 from vis_d2.evaluation.evaluator import YTVISEvaluator
@@ -190,14 +191,18 @@ def main(argv=None):
                                   cfg.MODEL.VIS.MASK_NMS_THRESH)
     except ValueError as e:
         ap.error(str(e))
-    model = VISTrainer.build_model(cfg)
-    AtomicCheckpointer(model).load(args.weights)
-    model.eval()
     names = args.datasets or list(cfg.DATASETS.TEST)
     for name in names:
+        try:
+            check_dataset_registered(name, "--datasets")
+        except UnknownDatasetError as e:
+            ap.error(str(e))
         meta = MetadataCatalog.get(name)
         if not meta.get("has_gt", meta.get("json_file") is not None):
             ap.error(f"dataset '{name}' has no ground truth to score against")
+    model = VISTrainer.build_model(cfg)
+    AtomicCheckpointer(model).load(args.weights)
+    model.eval()
     for name in names:
         start = time.perf_counter()
         loader = VISTrainer.build_test_loader(cfg, name)
@@ -210,6 +215,7 @@ def main(argv=None):
         for v, (m, per_frame) in zip(variants, results):
             print("  " + " ".join(f"{m[k]:7.4f}" for k in METRICS)
                   + f" {m['AP'] - base:+7.4f} {per_frame:10.2f}  {v.label}", flush=True)
+
 
 if __name__ == "__main__":
     main()
