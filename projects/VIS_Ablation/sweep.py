@@ -45,7 +45,7 @@ from vis_d2.file_io import atomic_write_bytes, atomic_write_json
 PROJECT = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(PROJECT))
 
-logger = logging.getLogger("vis_d2.ablation_sweep")
+logger = logging.getLogger("vis_d2.VIS_Ablation.sweep")
 
 TABLE_METRICS = ("AP", "AP50", "AP75", "AR1", "AR10")
 ROW_METRICS_FILE = "row_metrics.json"

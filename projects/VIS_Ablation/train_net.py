@@ -99,9 +99,9 @@ def do_test(cfg, model):
     """Track and score the videos of ``dataloader.test``; returns ``{"segm": {...}}`` (or {})."""
     loader = instantiate(cfg.dataloader.test)
     evaluator = instantiate(cfg.dataloader.evaluator)
-    settings = instantiate(cfg.tracker)
-    logger.info(f"Video inference with {settings}")
-    results = inference_on_videos(model, loader, evaluator, settings)
+    tracker = instantiate(cfg.tracker)
+    logger.info(f"Video inference with {tracker}")
+    results = inference_on_videos(model, loader, evaluator, tracker)
     if comm.is_main_process() and results:
         logger.info(f"Evaluation results for {cfg.dataloader.test.dataset} in csv format:")
         print_csv_format(results)

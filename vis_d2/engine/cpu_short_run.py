@@ -133,7 +133,7 @@ class CPUBFloat16Trainer(SimpleTrainer):
     """SimpleTrainer whose steps run under ``torch.autocast("cpu", torch.bfloat16)``.
 
     Autocast runs convolutions and matrix products in bfloat16 (on a CPU with AVX512-BF16 the
-    demo's training step takes ~0.8x the time, ``tools/bench_speed.py``); the weights, their
+    demo's training step takes ~0.8x the time, ``tools/benchmark.py bf16``); the weights, their
     gradients and the optimizer stay float32, and the losses (cross-entropy, BCE) are computed
     in float32 by autocast's own rules. bfloat16 has float32's exponent range, so no gradient
     scaling is needed (unlike CUDA's float16 AMP). The backward pass inside the context runs

@@ -3,7 +3,7 @@
 
 detectron2's ``maybe_add_gradient_clipping`` calls ``torch.nn.utils.clip_grad_norm_`` once per
 parameter: 130 calls per step for the demo model, which make its AdamW step about twice as long
-(``tools/bench_speed.py``). This does the same arithmetic with one ``_foreach_norm`` per device
+(``tools/benchmark.py clip``). This does the same arithmetic with one ``_foreach_norm`` per device
 and dtype, and one ``_foreach_mul_`` over the gradients above the limit: each gradient g is
 scaled by ``min(1, CLIP_VALUE / (||g||_NORM_TYPE + 1e-6))``, as ``clip_grad_norm_`` does for a
 single parameter. Other clip types go to detectron2 unchanged.
