@@ -7,7 +7,9 @@
     python train_net.py --config-file ... --num-gpus 8                  # DDP through detectron2's launch
     python train_net.py --config-file ... --num-gpus 2 MODEL.DEVICE cpu  # 2 CPU processes (gloo)
 """
+import contextlib
 import logging
+import os
 
 from detectron2.engine import default_argument_parser, default_setup, launch
 from detectron2.utils import comm
@@ -17,12 +19,21 @@ import vis_d2  # noqa: F401  (registers datasets and model components)
 from vis_d2.config import get_vis_cfg
 from vis_d2.data.build import verify_datasets
 from vis_d2.engine import AtomicCheckpointer, VISTrainer, check_weights_path
+from vis_d2.engine.output_dir import (
+    check_new_training, claim_output_dir, keep_earlier_config, unused_results_dir,
+)
 
 
 def setup(args):
     cfg = get_vis_cfg(args.config_file, args.opts)
     cfg.freeze()
-    default_setup(cfg, args)
+    main_process = comm.is_main_process()
+    if main_process:  # one run per folder; a new training run does not overwrite an earlier one
+        claim_output_dir(cfg.OUTPUT_DIR)
+        if not args.eval_only:
+            check_new_training(cfg.OUTPUT_DIR, args.resume)
+    with keep_earlier_config(cfg.OUTPUT_DIR) if main_process else contextlib.nullcontext():
+        default_setup(cfg, args)
     # detectron2 sets up its own loggers only; vis_d2's (inference progress, evaluation) too.
     setup_logger(cfg.OUTPUT_DIR, distributed_rank=comm.get_rank(), name="vis_d2")
     verify_datasets(cfg)
@@ -43,7 +54,11 @@ def main(args):
         AtomicCheckpointer(model, save_dir=cfg.OUTPUT_DIR).resume_or_load(
             cfg.MODEL.WEIGHTS, resume=args.resume
         )
-        res = VISTrainer.test(cfg, model)
+        # An earlier evaluation's results in OUTPUT_DIR are kept: this one goes beside them.
+        folder = unused_results_dir(os.path.join(cfg.OUTPUT_DIR, "inference"))
+        evaluators = [VISTrainer.build_evaluator(cfg, name, os.path.join(folder, name))
+                      for name in cfg.DATASETS.TEST]
+        res = VISTrainer.test(cfg, model, evaluators)
         if comm.is_main_process():
             logging.getLogger("vis_d2").info(f"Results: {res}")
         return res

@@ -41,12 +41,19 @@ def test_ddp_two_cpu_processes_then_resume_then_eval_only(data_root, tmp_path):
     log = run_train_net(data_root, "--resume", *TINY, "SOLVER.MAX_ITER", "3",
                         "OUTPUT_DIR", str(out_dir))
     assert re.search(r"Starting training from iteration 2", log), log[-3000:]
+    # the first run's config, with its schedule, is kept beside the resumed run's
+    assert "MAX_ITER: 2\n" in (out_dir / "config.1.yaml").read_text()
+    assert "MAX_ITER: 3\n" in (out_dir / "config.yaml").read_text()
+    assert "SOLVER.MAX_ITER: 2 -> 3" in log
+    trained = (out_dir / "inference" / "synthvis_val" / "results.json").read_bytes()
 
-    # 3) --eval-only from the saved checkpoint: tracking over every val video + the metric
-    log = run_train_net(data_root, "--eval-only", *TINY, "OUTPUT_DIR", str(tmp_path / "eval"),
+    # 3) --eval-only from the saved checkpoint: tracking over every val video + the metric,
+    # written beside the results of the training run's own evaluation, not over them
+    log = run_train_net(data_root, "--eval-only", *TINY, "OUTPUT_DIR", str(out_dir),
                         "MODEL.WEIGHTS", str(out_dir / "model_final.pth"))
     assert "copypaste: AP,AP50,AP75,APs,APm,APl,AR1,AR10" in log
-    res = json.loads((tmp_path / "eval" / "inference" / "synthvis_val" / "results.json").read_text())
+    assert (out_dir / "inference" / "synthvis_val" / "results.json").read_bytes() == trained
+    res = json.loads((out_dir / "inference.1" / "synthvis_val" / "results.json").read_text())
     gt = json.loads((data_root / "synthvis" / "valid.json").read_text())
     lengths = {v["id"]: v["length"] for v in gt["videos"]}
     for p in res:

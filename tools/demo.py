@@ -35,6 +35,7 @@ from vis_d2.config import get_vis_cfg
 from vis_d2.data.build import verify_datasets
 from vis_d2.data.frames import read_frame
 from vis_d2.engine import VISTrainer
+from vis_d2.engine.output_dir import claim_output_dir, keep_earlier_config
 from vis_d2.evaluation.ytvis_eval import format_metrics_table
 from vis_d2.file_io import atomic_write_json
 from vis_d2.visualization import contact_sheet, render_video
@@ -112,12 +113,15 @@ def main(argv=None):
     cfg = get_vis_cfg(args.config_file, args.opts)
     if args.fresh and os.path.isdir(cfg.OUTPUT_DIR):
         shutil.rmtree(cfg.OUTPUT_DIR)
+    claim_output_dir(cfg.OUTPUT_DIR)  # two demos into one folder would mix their runs
     setup_logger(cfg.OUTPUT_DIR, name="vis_d2")  # time budget, inference progress, evaluation
     verify_datasets(cfg)
     cfg = with_time_budget(cfg, args.opts, args.max_train_minutes)
     check_resumable(cfg, cfg.OUTPUT_DIR)
     cfg.freeze()
-    default_setup(cfg, argparse.Namespace(config_file=args.config_file, opts=args.opts, eval_only=False))
+    with keep_earlier_config(cfg.OUTPUT_DIR):
+        default_setup(cfg, argparse.Namespace(config_file=args.config_file, opts=args.opts,
+                                              eval_only=False))
 
     trainer = VISTrainer(cfg)
     trainer.resume_or_load(resume=True)

@@ -21,6 +21,7 @@ tracks every test video (``vis_d2.engine.video_inference.inference_on_videos`` w
 ``tracker`` settings) and scores it with ``YTVISEvaluator``, which writes ``results.json`` under
 ``<train.output_dir>/inference/<test set>/``.
 """
+import contextlib
 import logging
 import os
 from typing import Mapping, Optional
@@ -39,6 +40,9 @@ from vis_d2.engine.cpu_short_run import run_training, select_step_trainer
 from vis_d2.engine.ema import ModelEMA
 from vis_d2.engine.grad_clip import maybe_add_per_parameter_clipping
 from vis_d2.engine.hooks import build_vis_hooks
+from vis_d2.engine.output_dir import (
+    check_new_training, claim_output_dir, keep_earlier_config, unused_results_dir,
+)
 from vis_d2.engine.trainer import create_ddp_model
 from vis_d2.engine.video_inference import inference_on_videos
 
@@ -156,7 +160,13 @@ def main(args):
     cfg = LazyConfig.load(args.config_file)
     cfg = LazyConfig.apply_overrides(cfg, args.opts)
     check_config(cfg, args.config_file)
-    default_setup(cfg, args)
+    main_process = comm.is_main_process()
+    if main_process:  # one run per folder; a new training run does not overwrite an earlier one
+        claim_output_dir(cfg.train.output_dir)
+        if not args.eval_only:
+            check_new_training(cfg.train.output_dir, args.resume)
+    with keep_earlier_config(cfg.train.output_dir) if main_process else contextlib.nullcontext():
+        default_setup(cfg, args)
     # vis_d2's own loggers (video inference progress, the evaluator's tables) into log.txt too
     setup_logger(cfg.train.output_dir, distributed_rank=comm.get_rank(), name="vis_d2")
     device = resolve_device(cfg)
@@ -171,6 +181,10 @@ def main(args):
         AtomicCheckpointer(model, save_dir=cfg.train.output_dir).resume_or_load(
             cfg.train.init_checkpoint, resume=args.resume
         )
+        if cfg.dataloader.evaluator.get("output_dir"):
+            # An earlier evaluation's results are kept: this one goes beside them.
+            cfg.dataloader.evaluator.output_dir = unused_results_dir(
+                cfg.dataloader.evaluator.output_dir)
         return do_test(cfg, model)
     do_train(args, cfg, device)
 
