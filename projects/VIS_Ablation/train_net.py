@@ -129,7 +129,8 @@ def do_train(args, cfg, device: str):
                                           keys=("train.amp.enabled", "train.cpu_bf16"))
     trainer = trainer_type(model, train_loader, optimizer)
     extra = {"model_ema": ema.averaged} if ema is not None else {}
-    checkpointer = AtomicCheckpointer(model, cfg.train.output_dir, trainer=trainer, **extra)
+    checkpointer = AtomicCheckpointer(model, cfg.train.output_dir, trainer=trainer,
+                                      trust_pkl=cfg.train.get("trust_pkl", False), **extra)
     trainer.register_hooks(build_vis_hooks(
         trainer,
         checkpointer=checkpointer,
@@ -145,6 +146,7 @@ def do_train(args, cfg, device: str):
         best_metric=cfg.train.get("best_metric", ""),
     ))
 
+    checkpointer.remove_stale_temp_files()  # of a save that a kill interrupted
     checkpointer.resume_or_load(cfg.train.init_checkpoint, resume=args.resume)
     start_iter = trainer.iter + 1 if args.resume and checkpointer.has_checkpoint() else 0
     run_training(trainer, start_iter, cfg.train.max_iter)  # ends early if the time budget says so
@@ -156,6 +158,11 @@ def main(args):
     cfg = LazyConfig.load(args.config_file)
     cfg = LazyConfig.apply_overrides(cfg, args.opts)
     check_config(cfg, args.config_file)
+    if args.eval_only and not args.resume and not cfg.train.init_checkpoint:
+        # Without weights the model would be evaluated randomly initialised.
+        raise ValueError("--eval-only needs the weights to evaluate: give "
+                         "train.init_checkpoint=<checkpoint.pth> (or --resume to evaluate "
+                         "train.output_dir's last checkpoint)")
     default_setup(cfg, args)
     # vis_d2's own loggers (video inference progress, the evaluator's tables) into log.txt too
     setup_logger(cfg.train.output_dir, distributed_rank=comm.get_rank(), name="vis_d2")
@@ -167,10 +174,11 @@ def main(args):
         model = instantiate(cfg.model)
         model.to(device)
         model = create_ddp_model(model)
-        check_weights_path(cfg.train.init_checkpoint)
-        AtomicCheckpointer(model, save_dir=cfg.train.output_dir).resume_or_load(
-            cfg.train.init_checkpoint, resume=args.resume
-        )
+        # strict: weights that do not fit the model would be scored as a partly random model
+        AtomicCheckpointer(
+            model, save_dir=cfg.train.output_dir, trust_pkl=cfg.train.get("trust_pkl", False),
+            strict=not cfg.train.get("allow_partial", False),
+        ).resume_or_load(cfg.train.init_checkpoint, resume=args.resume)
         return do_test(cfg, model)
     do_train(args, cfg, device)
 
