@@ -50,10 +50,11 @@ def main(args):
     cfg = setup(args)
     if args.eval_only:
         model = VISTrainer.build_model(cfg)
-        check_weights_path(cfg.MODEL.WEIGHTS)
-        AtomicCheckpointer(model, save_dir=cfg.OUTPUT_DIR).resume_or_load(
-            cfg.MODEL.WEIGHTS, resume=args.resume
-        )
+        # strict: weights that do not fit the model would be scored as a partly random model
+        AtomicCheckpointer(
+            model, save_dir=cfg.OUTPUT_DIR, trust_pkl=cfg.MODEL.VIS.CHECKPOINT.TRUST_PKL,
+            strict=not cfg.MODEL.VIS.CHECKPOINT.ALLOW_PARTIAL,
+        ).resume_or_load(cfg.MODEL.WEIGHTS, resume=args.resume)
         # An earlier evaluation's results in OUTPUT_DIR are kept: this one goes beside them.
         folder = unused_results_dir(os.path.join(cfg.OUTPUT_DIR, "inference"))
         evaluators = [VISTrainer.build_evaluator(cfg, name, os.path.join(folder, name))

@@ -252,6 +252,9 @@ def test_lazy_training_and_data_settings_match_the_yaml():
     assert dict(train.ema) == {"enabled": cfg.SOLVER.EMA.ENABLED, "decay": cfg.SOLVER.EMA.DECAY}
     assert train.cpu_bf16 == cfg.SOLVER.CPU_BF16
     assert train.max_train_minutes == cfg.SOLVER.MAX_TRAIN_MINUTES
+    assert (train.trust_pkl, train.allow_partial) == \
+        (cfg.MODEL.VIS.CHECKPOINT.TRUST_PKL, cfg.MODEL.VIS.CHECKPOINT.ALLOW_PARTIAL) == \
+        (False, False)
     # the same training augmentations, in the same order, with the same parameters
     built_y = build_pair_augmentation(cfg, is_train=True)
     built_l = [instantiate(a) for a in video.augmentations]

@@ -81,6 +81,13 @@ def add_vis_config(cfg):
     # overlap its full box by IoU < 0.5, pass the box NMS and become rival tracks.
     _C.MODEL.VIS.MASK_NMS_THRESH = 0.0
 
+    # ---- weights files (vis_d2.engine.checkpoint) ---------------------------------------------
+    _C.MODEL.VIS.CHECKPOINT = CN()
+    # Open .pkl weights (detectron2 model zoo) reading only arrays; False: refuse (pickle runs code).
+    _C.MODEL.VIS.CHECKPOINT.TRUST_PKL = False
+    # Evaluate/predict with weights lacking model keys or of other shapes (training always may).
+    _C.MODEL.VIS.CHECKPOINT.ALLOW_PARTIAL = False
+
     # ---- tracking (vis_d2/tracking): VideoTracker's fields, in upper case, with its defaults ----
     _C.MODEL.VIS.TRACKER = CN(VideoTracker.config_defaults())
 

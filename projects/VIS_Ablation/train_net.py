@@ -133,7 +133,8 @@ def do_train(args, cfg, device: str):
                                           keys=("train.amp.enabled", "train.cpu_bf16"))
     trainer = trainer_type(model, train_loader, optimizer)
     extra = {"model_ema": ema.averaged} if ema is not None else {}
-    checkpointer = AtomicCheckpointer(model, cfg.train.output_dir, trainer=trainer, **extra)
+    checkpointer = AtomicCheckpointer(model, cfg.train.output_dir, trainer=trainer,
+                                      trust_pkl=cfg.train.get("trust_pkl", False), **extra)
     trainer.register_hooks(build_vis_hooks(
         trainer,
         checkpointer=checkpointer,
@@ -149,6 +150,7 @@ def do_train(args, cfg, device: str):
         best_metric=cfg.train.get("best_metric", ""),
     ))
 
+    checkpointer.remove_stale_temp_files()  # of a save that a kill interrupted
     checkpointer.resume_or_load(cfg.train.init_checkpoint, resume=args.resume)
     start_iter = trainer.iter + 1 if args.resume and checkpointer.has_checkpoint() else 0
     run_training(trainer, start_iter, cfg.train.max_iter)  # ends early if the time budget says so
@@ -160,6 +162,11 @@ def main(args):
     cfg = LazyConfig.load(args.config_file)
     cfg = LazyConfig.apply_overrides(cfg, args.opts)
     check_config(cfg, args.config_file)
+    if args.eval_only and not args.resume and not cfg.train.init_checkpoint:
+        # Without weights the model would be evaluated randomly initialised.
+        raise ValueError("--eval-only needs the weights to evaluate: give "
+                         "train.init_checkpoint=<checkpoint.pth> (or --resume to evaluate "
+                         "train.output_dir's last checkpoint)")
     main_process = comm.is_main_process()
     if main_process:  # one run per folder; a new training run does not overwrite an earlier one
         claim_output_dir(cfg.train.output_dir)
@@ -177,10 +184,11 @@ def main(args):
         model = instantiate(cfg.model)
         model.to(device)
         model = create_ddp_model(model)
-        check_weights_path(cfg.train.init_checkpoint)
-        AtomicCheckpointer(model, save_dir=cfg.train.output_dir).resume_or_load(
-            cfg.train.init_checkpoint, resume=args.resume
-        )
+        # strict: weights that do not fit the model would be scored as a partly random model
+        AtomicCheckpointer(
+            model, save_dir=cfg.train.output_dir, trust_pkl=cfg.train.get("trust_pkl", False),
+            strict=not cfg.train.get("allow_partial", False),
+        ).resume_or_load(cfg.train.init_checkpoint, resume=args.resume)
         if cfg.dataloader.evaluator.get("output_dir"):
             # An earlier evaluation's results are kept: this one goes beside them.
             cfg.dataloader.evaluator.output_dir = unused_results_dir(

@@ -44,7 +44,12 @@ def check_frame(frame, where: str = "") -> None:
 
 
 class VISPredictor:
-    """Builds the model from ``cfg``, loads ``cfg.MODEL.WEIGHTS`` and tracks whole videos."""
+    """Builds the model from ``cfg``, loads ``cfg.MODEL.WEIGHTS`` and tracks whole videos.
+
+    The weights must hold every weight of the model in its shape
+    (:class:`~vis_d2.engine.checkpoint.IncompatibleCheckpointError` otherwise) unless
+    ``MODEL.VIS.CHECKPOINT.ALLOW_PARTIAL``; a ``.pkl`` needs ``MODEL.VIS.CHECKPOINT.TRUST_PKL``.
+    """
 
     def __init__(self, cfg):
         self.cfg = cfg.clone()
@@ -52,7 +57,10 @@ class VISPredictor:
         self.model.eval()
         check_weights_path(cfg.MODEL.WEIGHTS)
         if cfg.MODEL.WEIGHTS:
-            AtomicCheckpointer(self.model).load(cfg.MODEL.WEIGHTS)
+            # strict: weights that do not fit the model would predict from a partly random one
+            AtomicCheckpointer(self.model, trust_pkl=cfg.MODEL.VIS.CHECKPOINT.TRUST_PKL,
+                               strict=not cfg.MODEL.VIS.CHECKPOINT.ALLOW_PARTIAL,
+                               ).load(cfg.MODEL.WEIGHTS)
         self.aug = T.ResizeShortestEdge([cfg.INPUT.MIN_SIZE_TEST] * 2, cfg.INPUT.MAX_SIZE_TEST)
         self.input_format = cfg.INPUT.FORMAT
         if self.input_format not in ("RGB", "BGR"):

@@ -9,6 +9,9 @@ What differs from DefaultTrainer:
 - optionally (``SOLVER.CPU_BF16``) CPU training runs its forward pass in bfloat16 autocast,
   where the CPU has bfloat16 instructions (:mod:`vis_d2.engine.cpu_short_run`);
 - checkpoints are written atomically and the best model by ``TEST.VIS.BEST_METRIC`` is kept;
+  ``.pkl`` weights are opened only with ``MODEL.VIS.CHECKPOINT.TRUST_PKL``; ``resume_or_load``
+  removes the temporary files of an interrupted save and falls back from an unreadable last
+  checkpoint to the newest readable one (:mod:`vis_d2.engine.checkpoint`);
 - optionally (``SOLVER.EMA``) the weights are averaged over training (:mod:`vis_d2.engine.ema`);
 - optionally (``SOLVER.MAX_TRAIN_MINUTES``) training ends within a wall-clock budget, on a
   shortened schedule (:mod:`vis_d2.engine.cpu_short_run`).
@@ -83,10 +86,11 @@ class VISTrainer(DefaultTrainer):
         model = create_ddp_model(model, broadcast_buffers=False)
         set_detectron2_private(self, "_trainer", trainer_type(model, data_loader, optimizer))
         self.scheduler = self.build_lr_scheduler(cfg, optimizer)
-        # (4) Atomic saves, with the weight average as a checkpointable.
+        # (4) Atomic saves and safe loads, with the weight average as a checkpointable.
         extra = {"model_ema": self.ema.averaged} if self.ema is not None else {}
         self.checkpointer = AtomicCheckpointer(
-            model, cfg.OUTPUT_DIR, trainer=weakref.proxy(self), **extra
+            model, cfg.OUTPUT_DIR, trust_pkl=cfg.MODEL.VIS.CHECKPOINT.TRUST_PKL,
+            trainer=weakref.proxy(self), **extra
         )
         self.start_iter = 0
         self.max_iter = cfg.SOLVER.MAX_ITER
@@ -128,6 +132,12 @@ class VISTrainer(DefaultTrainer):
             best_metric=cfg.TEST.VIS.BEST_METRIC,
             precise_bn=precise_bn,
         )
+
+    def resume_or_load(self, resume=True):
+        """DefaultTrainer's, after removing the temporary files a kill during a checkpoint save
+        left in OUTPUT_DIR (logged by name)."""
+        self.checkpointer.remove_stale_temp_files()
+        super().resume_or_load(resume=resume)
 
     def train(self):
         """DefaultTrainer.train on :func:`~vis_d2.engine.cpu_short_run.run_training`'s loop,

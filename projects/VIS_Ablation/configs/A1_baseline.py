@@ -175,6 +175,8 @@ train = dict(
     max_train_minutes=_S.MAX_TRAIN_MINUTES,  # > 0 ends training within that wall time
     ddp=dict(broadcast_buffers=False, find_unused_parameters=False), log_period=20,
     checkpointer=dict(period=_S.CHECKPOINT_PERIOD, max_to_keep=100),
+    # MODEL.VIS.CHECKPOINT: open .pkl weights; evaluate with weights that do not fit the model
+    trust_pkl=_M.VIS.CHECKPOINT.TRUST_PKL, allow_partial=_M.VIS.CHECKPOINT.ALLOW_PARTIAL,
     clip_gradients=dict(enabled=_CLIP.ENABLED, clip_type=_CLIP.CLIP_TYPE,
                         clip_value=_CLIP.CLIP_VALUE, norm_type=_CLIP.NORM_TYPE),
     ema=dict(enabled=_S.EMA.ENABLED, decay=_S.EMA.DECAY),  # the final model is the average
