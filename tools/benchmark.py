@@ -78,7 +78,8 @@ def _model(cfg):
     """The model of ``cfg`` with ``MODEL.WEIGHTS`` loaded (random weights when empty)."""
     model = build_model(cfg)
     if cfg.MODEL.WEIGHTS:
-        AtomicCheckpointer(model).load(cfg.MODEL.WEIGHTS)
+        AtomicCheckpointer(model, trust_pkl=cfg.MODEL.VIS.CHECKPOINT.TRUST_PKL,
+                           strict=not cfg.MODEL.VIS.CHECKPOINT.ALLOW_PARTIAL).load(cfg.MODEL.WEIGHTS)
     return model
 
 

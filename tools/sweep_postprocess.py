@@ -201,7 +201,9 @@ def main(argv=None):
         if not meta.get("has_gt", meta.get("json_file") is not None):
             ap.error(f"dataset '{name}' has no ground truth to score against")
     model = VISTrainer.build_model(cfg)
-    AtomicCheckpointer(model).load(args.weights)
+    # strict: weights that do not fit the model would be scored as a partly random model
+    AtomicCheckpointer(model, trust_pkl=cfg.MODEL.VIS.CHECKPOINT.TRUST_PKL,
+                       strict=not cfg.MODEL.VIS.CHECKPOINT.ALLOW_PARTIAL).load(args.weights)
     model.eval()
     for name in names:
         start = time.perf_counter()

@@ -6,7 +6,7 @@
     python projects/VIS_Ablation/sweep.py --skip-existing    # resume an interrupted sweep
     python projects/VIS_Ablation/sweep.py --lazy             # the LazyConfig rows (configs/)
     python projects/VIS_Ablation/sweep.py --benchmark ytvis_2021 --num-gpus 8 \\
-        -- MODEL.WEIGHTS /path/to/coco_mask_rcnn_R50_FPN.pkl  # after --: config overrides
+        -- MODEL.WEIGHTS /path/to/coco_mask_rcnn_R50_FPN.pkl MODEL.VIS.CHECKPOINT.TRUST_PKL True
 
 Rows (paper Table 1; A4 = Multi-Source Data is not part of this sweep):
 
@@ -34,6 +34,7 @@ import io
 import json
 import logging
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -394,8 +395,13 @@ class Sweep:
         gt_json = self.check_test_set(spec, test_set)
         row_dir = self.row_dir(name)
         results_json = os.path.join(row_dir, "inference", test_set, "results.json")
-        if os.path.exists(results_json):
-            os.remove(results_json)  # never score a stale file from an earlier run
+        # Never score a stale file from an earlier run; without it, an evaluation-only run
+        # writes to inference/ again rather than beside it.
+        shutil.rmtree(os.path.dirname(results_json), ignore_errors=True)
+        if (not spec.checkpoint_from and not self.args.skip_existing
+                and os.path.isfile(os.path.join(row_dir, "last_checkpoint"))):
+            raise SweepError(f"row {name}: {row_dir} holds the checkpoints of an earlier run; "
+                             "add --skip-existing to resume it, or give another --output-dir")
         base = [sys.executable, self.trainer_script(), "--config-file", config,
                 "--num-gpus", str(self.args.num_gpus)]
         if spec.checkpoint_from:
