@@ -6,6 +6,7 @@ import json
 import logging
 import os
 import pickle
+import re
 
 import cv2
 import numpy as np
@@ -551,7 +552,16 @@ def test_train_loader_errors(tmp_path, registered):
     no_gt = dict(record, annotations=[[], []], has_gt=False)
     registered("vistest_tiny_valid", [no_gt], evaluator_type="ytvis")
     cfg.DATASETS.TRAIN = ("vistest_tiny_train", "vistest_tiny_valid")
-    with pytest.raises(ValueError, match="training set 'vistest_tiny_valid' has no annotated"):
+    message = (f"training set 'vistest_tiny_valid' ({record['json_file']}) has no annotations: "
+               "cannot train on it")
+    with pytest.raises(ValueError, match=re.escape(message)):
+        build_vis_train_loader(cfg)
+
+    crowd_only = dict(record, annotations=[[dict(a, iscrowd=1) for a in f]
+                                           for f in record["annotations"]])
+    registered("vistest_tiny_crowd", [crowd_only], evaluator_type="ytvis")
+    cfg.DATASETS.TRAIN = ("vistest_tiny_train", "vistest_tiny_crowd")
+    with pytest.raises(ValueError, match="training set 'vistest_tiny_crowd' has no annotated"):
         build_vis_train_loader(cfg)
 
 

@@ -249,7 +249,8 @@ def _mutations():
          r"annotation 102 \(video 1\) frame 0: mask size \[5, 5\] differs from the video size "
          r"\[10, 12\]"),
         (uncompressed_sum,
-         r"annotation 102 \(video 1\) frame 1: uncompressed RLE counts sum to 123, expected"),
+         r"annotation 102 \(video 1\) frame 1: RLE run lengths cover 123 pixels, the 10x12 "
+         r"frame has 120"),
         (duplicate_annotation, r"annotation id 101 appears twice"),
         (odd_polygon, r"annotation 205 \(video 2\) frame 1: a polygon has an odd number \(5\)"),
         (flat_polygon, r"annotation 205 \(video 2\) frame 1: polygons must be a list of"),

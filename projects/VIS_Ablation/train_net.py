@@ -35,6 +35,7 @@ from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
 
 import vis_d2  # noqa: F401  (registers datasets and model components)
+from vis_d2.data.build import check_num_classes
 from vis_d2.engine.checkpoint import AtomicCheckpointer, check_weights_path
 from vis_d2.engine.cpu_short_run import run_training, select_step_trainer
 from vis_d2.engine.ema import ModelEMA
@@ -59,6 +60,16 @@ def check_config(cfg, config_file: str) -> None:
     for k in ("test", "evaluator"):
         if k not in cfg.dataloader:
             raise KeyError(f"{config_file}: the LazyConfig has no dataloader.{k}")
+
+
+def check_datasets(cfg) -> None:
+    """The datasets of ``dataloader.train.dataset.names`` and ``dataloader.test.dataset`` are
+    registered and have ``model.roi_heads.num_classes`` categories (``check_num_classes``)."""
+    train = cfg.dataloader.train.dataset
+    names = train.get("names", ()) if hasattr(train, "get") else ()
+    test = cfg.dataloader.test.dataset
+    check_num_classes(cfg.model.roi_heads.num_classes, [names] if isinstance(names, str) else names,
+                      [test] if isinstance(test, str) else [], key="model.roi_heads.num_classes")
 
 
 def resolve_device(cfg) -> str:
@@ -176,6 +187,7 @@ def main(args):
         default_setup(cfg, args)
     # vis_d2's own loggers (video inference progress, the evaluator's tables) into log.txt too
     setup_logger(cfg.train.output_dir, distributed_rank=comm.get_rank(), name="vis_d2")
+    check_datasets(cfg)
     device = resolve_device(cfg)
     if not args.resume:
         check_weights_path(cfg.train.init_checkpoint)

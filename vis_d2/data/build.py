@@ -43,6 +43,7 @@ from .video_record import annotated_frame_indices
 __all__ = [
     "UnknownDatasetError",
     "check_dataset_registered",
+    "check_num_classes",
     "verify_datasets",
     "get_dataset_dicts_by_name",
     "is_video_dataset",
@@ -82,11 +83,45 @@ def check_dataset_registered(name: str, field: str = "") -> None:
         )
 
 
+def _num_categories(name: str) -> Optional[int]:
+    """The number of ``thing_classes`` of a registered dataset, loading it when its metadata
+    does not say (loaders set them); None when even the loaded dataset does not tell."""
+    classes = MetadataCatalog.get(name).get("thing_classes", None)
+    if classes is None:
+        DatasetCatalog.get(name)
+        classes = MetadataCatalog.get(name).get("thing_classes", None)
+    return None if classes is None else len(classes)
+
+
+def check_num_classes(num_classes: int, train_names: Sequence[str], test_names: Sequence[str],
+                      key: str = "MODEL.ROI_HEADS.NUM_CLASSES") -> None:
+    """
+    Raise ValueError naming the dataset, both numbers and ``key`` when the model's class count
+    differs from the categories of the first training set or of a test set (fewer classes end
+    in an IndexError inside detectron2's losses, more in an evaluation that cannot map the
+    predicted classes). Later training sets are exempt: their categories are mapped by name
+    onto the first's (:func:`get_vis_train_sources`).
+    """
+    for kind, names in (("training set", list(train_names)[:1]),
+                        ("test set", list(test_names))):
+        for name in names:
+            check_dataset_registered(name, kind)
+            n = _num_categories(name)
+            if n is not None and n != num_classes:
+                raise ValueError(
+                    f"{key} is {num_classes} but the {kind} '{name}' has {n} categories; "
+                    f"set {key} to {n}"
+                )
+
+
 def verify_datasets(cfg) -> None:
-    """Check every name in DATASETS.TRAIN and DATASETS.TEST before any work starts."""
+    """Check every name in DATASETS.TRAIN and DATASETS.TEST before any work starts: registered
+    (:func:`check_dataset_registered`) and with MODEL.ROI_HEADS.NUM_CLASSES categories
+    (:func:`check_num_classes`)."""
     for field in ("TRAIN", "TEST"):
         for name in cfg.DATASETS.get(field):
             check_dataset_registered(name, f"DATASETS.{field}")
+    check_num_classes(cfg.MODEL.ROI_HEADS.NUM_CLASSES, cfg.DATASETS.TRAIN, cfg.DATASETS.TEST)
 
 
 def get_dataset_dicts_by_name(name: str) -> List[dict]:
@@ -178,7 +213,19 @@ def _map_categories_by_name(name: str, dicts: List[dict], is_video: bool,
     return out
 
 
-def get_vis_train_sources(names: Sequence[str]) -> List[List[dict]]:
+def _count_instances_without_mask(records: Sequence[dict], is_video: bool):
+    """(non-crowd instances, those of them without "segmentation") over all frames/images."""
+    total = without = 0
+    for d in records:
+        for annos in _annotation_lists(d, is_video):
+            for a in annos:
+                if a.get("iscrowd", 0) == 0:
+                    total += 1
+                    without += "segmentation" not in a
+    return total, without
+
+
+def get_vis_train_sources(names: Sequence[str], mask_on: bool = False) -> List[List[dict]]:
     """
     The records of each training dataset of ``names`` (video records or COCO image dicts),
     without the videos/images that have no non-crowd instance (they cannot give a pair).
@@ -186,23 +233,38 @@ def get_vis_train_sources(names: Sequence[str]) -> List[List[dict]]:
     The first dataset's ``thing_classes`` are the model's classes. A later dataset with other
     classes has its categories mapped onto them by name, and its instances of classes the first
     one lacks are dropped (e.g. the synthetic image set's extra shapes next to the video set).
+    A dataset with instances without a mask gets a warning giving their count (pairs with such
+    an instance train no mask loss).
+
+    Args:
+        names: registered dataset names (cfg.DATASETS.TRAIN).
+        mask_on: the model has a mask head (cfg.MODEL.MASK_ON); then at least one instance of
+            the training sets must have a mask.
 
     Returns:
         one list of records per name, in the order of ``names``.
 
     Raises:
         UnknownDatasetError for a name that is not registered;
-        ValueError "training set X has no annotated instance" when nothing of X is left, and
-        when a dataset shares no category with the first.
+        ValueError naming the json when a video set has no annotations (a split for inference);
+        "training set X has no annotated instance" when nothing of X is left; when a dataset
+        shares no category with the first; with ``mask_on``, when no instance has a mask.
     """
     if isinstance(names, str):
         names = [names]
     if len(names) == 0:
         raise ValueError("DATASETS.TRAIN is empty")
     sources = []
+    num_masked = 0
     for i, name in enumerate(names):
         dicts = get_dataset_dicts_by_name(name)
         video = is_video_dataset(name, dicts)
+        if video and dicts and not any(d.get("has_gt", True) for d in dicts):
+            json_file = dicts[0].get("json_file") or MetadataCatalog.get(name).get("json_file")
+            raise ValueError(
+                f"training set '{name}' ({json_file}) has no annotations: cannot train on it "
+                "(a split without ground truth is for inference only)"
+            )
         if i == 0:
             target_classes = MetadataCatalog.get(name).get("thing_classes", None)
         elif target_classes is not None:
@@ -220,13 +282,27 @@ def get_vis_train_sources(names: Sequence[str]) -> List[List[dict]]:
                 f"{kind} has a non-crowd annotation; is it a split without ground truth?)"
             )
         logger.info(f"Training on {len(kept)} {kind} of '{name}'.")
+        total, without = _count_instances_without_mask(kept, video)
+        num_masked += total - without
+        if without:
+            logger.warning(
+                f"training set '{name}': {without} of its {total} non-crowd instances "
+                f"({'per frame' if video else 'per image'}) have no mask; the pairs holding "
+                "one train no mask loss."
+            )
         sources.append(kept)
+    if mask_on and num_masked == 0:
+        raise ValueError(
+            f"MODEL.MASK_ON is True but no instance of the training sets {list(names)} has a "
+            "mask (box-only annotations): the mask head would never train. Set MODEL.MASK_ON "
+            "False or add a training set with masks."
+        )
     return sources
 
 
-def get_vis_train_dataset_dicts(names: Sequence[str]) -> List[dict]:
-    """The records of :func:`get_vis_train_sources` (``names``) in one list."""
-    return [d for source in get_vis_train_sources(names) for d in source]
+def get_vis_train_dataset_dicts(names: Sequence[str], mask_on: bool = False) -> List[dict]:
+    """The records of :func:`get_vis_train_sources` (``names``, ``mask_on``) in one list."""
+    return [d for source in get_vis_train_sources(names, mask_on) for d in source]
 
 
 def source_repeat_factors(sizes: Sequence[int], weights: Sequence[float]) -> torch.Tensor:
@@ -305,7 +381,7 @@ class PairDatasetMapper:
 
 def _train_loader_from_config(cfg, mapper=None, sampler=None):
     """``build_vis_train_loader(cfg[, mapper, sampler])`` -> its explicit arguments."""
-    sources = get_vis_train_sources(cfg.DATASETS.TRAIN)
+    sources = get_vis_train_sources(cfg.DATASETS.TRAIN, cfg.MODEL.MASK_ON)
     weights = list(cfg.DATALOADER.VIS.SOURCE_WEIGHTS)
     if mapper is None:
         mapper = PairDatasetMapper(cfg, True)

@@ -117,7 +117,8 @@ def _read_json_header(json_file: str) -> Optional[dict]:
     except (OSError, ValueError, KeyError, TypeError) as e:
         logger.warning(f"Not registering {json_file}: cannot read its categories ({e!r})")
         return None
-    return {"categories": categories, "has_gt": data.get("annotations") is not None}
+    # An empty list is no ground truth, as load_ytvis_json reads it.
+    return {"categories": categories, "has_gt": bool(data.get("annotations"))}
 
 
 def register_all_ytvis(root: str) -> List[str]:

@@ -17,10 +17,12 @@ import glob
 import logging
 import os
 import re
+import struct
 from typing import List, Tuple
 
 import cv2
 import numpy as np
+from PIL import Image
 
 from detectron2.data import transforms as T
 from detectron2.data import detection_utils as utils
@@ -30,6 +32,12 @@ from .video_record import video_name
 __all__ = ["IMAGE_EXTENSIONS", "natural_key", "read_image_file", "read_frame", "read_video_frames"]
 
 logger = logging.getLogger(__name__)
+
+# What PIL raises on a corrupt or truncated file: OSError for most, SyntaxError for a broken PNG
+# chunk, ValueError / struct.error / EOFError from some header parsers, and
+# DecompressionBombError for a header claiming a huge size.
+_DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, struct.error,
+                  Image.DecompressionBombError)
 
 # The file extensions read_video_frames takes from a folder of frames.
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp")
@@ -62,7 +70,7 @@ def read_image_file(file_name: str, format: str = "BGR", where: str = "") -> np.
         return utils.read_image(file_name, format=format)
     except FileNotFoundError as e:
         raise FileNotFoundError(f"{prefix}file '{file_name}' does not exist") from e
-    except OSError as e:  # PIL's UnidentifiedImageError and "image file is truncated"
+    except _DECODE_ERRORS as e:
         raise ValueError(f"{prefix}file '{file_name}' is not a readable image: {e}") from e
 
 

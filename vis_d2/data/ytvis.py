@@ -16,6 +16,7 @@ at load time; :func:`vis_d2.data.frames.read_frame` reads them.
 """
 import json
 import logging
+import math
 import os
 from typing import Any, Dict, List, Optional
 
@@ -27,6 +28,7 @@ from detectron2.structures import BoxMode
 from detectron2.utils.file_io import PathManager
 
 from ..evaluation.ytvis_eval import YTVISFormatError
+from ..rle import rle_problem
 
 __all__ = [
     "YTVISFormatError",
@@ -59,6 +61,19 @@ def categories_to_metadata(categories: List[Dict[str, Any]]) -> Dict[str, Any]:
     }
 
 
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _require_int(value, key: str, where: str, json_file: str) -> None:
+    """Ids are compared with ``==`` across the json, so "1" would silently match nothing."""
+    if not _is_int(value):
+        raise YTVISFormatError(
+            f"{json_file}: {where}: '{key}' must be an integer, got {value!r} "
+            f"({type(value).__name__})"
+        )
+
+
 def _require(obj, keys, where: str, json_file: str):
     if not isinstance(obj, dict):
         raise YTVISFormatError(f"{json_file}: {where} must be a dict, got {type(obj).__name__}")
@@ -76,6 +91,7 @@ def _parse_categories(data, json_file):
     seen = set()
     for i, c in enumerate(cats):
         _require(c, ("id", "name"), f"categories[{i}]", json_file)
+        _require_int(c["id"], "id", f"categories[{i}]", json_file)
         if c["id"] in seen:
             raise YTVISFormatError(f"{json_file}: category id {c['id']} appears twice")
         seen.add(c["id"])
@@ -87,6 +103,7 @@ def _parse_video(video, index, image_root, json_file):
     if isinstance(video, dict) and "id" in video:
         where += f" (video {video['id']})"
     _require(video, _VIDEO_KEYS, where, json_file)
+    _require_int(video["id"], "id", where, json_file)
     vid = video["id"]
     file_names = video["file_names"]
     if not isinstance(file_names, list) or not all(isinstance(f, str) for f in file_names):
@@ -126,31 +143,24 @@ def _convert_segmentation(segm, height, width, where, json_file):
             raise YTVISFormatError(
                 f"{json_file}: {where}: RLE segmentation needs 'size' and 'counts'"
             )
-        size = list(segm["size"])
-        if size != [height, width]:
+        size = segm["size"]
+        if not isinstance(size, (list, tuple)) or list(size) != [height, width]:
             raise YTVISFormatError(
-                f"{json_file}: {where}: mask size {size} differs from the video size "
+                f"{json_file}: {where}: mask size {size!r} differs from the video size "
                 f"[{height}, {width}]"
             )
         counts = segm["counts"]
-        if isinstance(counts, list):
-            # Uncompressed RLE: the run lengths must cover the frame exactly, otherwise decoding
-            # would silently give a shifted or truncated mask.
-            if sum(counts) != height * width:
-                raise YTVISFormatError(
-                    f"{json_file}: {where}: uncompressed RLE counts sum to {sum(counts)}, "
-                    f"expected height*width = {height * width}"
-                )
+        # pycocotools decodes run lengths that do not cover the frame into a wrong mask without
+        # a word (or fails later with a bare "Invalid RLE mask representation").
+        problem = rle_problem(counts, height, width)
+        if problem is not None:
+            raise YTVISFormatError(f"{json_file}: {where}: {problem}")
+        if isinstance(counts, (list, tuple)):
             # Convert to compressed so downstream code sees one RLE form.
-            rle = mask_util.frPyObjects(segm, height, width)
-            counts = rle["counts"]
+            rle = {"size": [height, width], "counts": list(counts)}
+            counts = mask_util.frPyObjects(rle, height, width)["counts"]
         if isinstance(counts, bytes):
             counts = counts.decode("ascii")
-        if not isinstance(counts, str):
-            raise YTVISFormatError(
-                f"{json_file}: {where}: RLE 'counts' must be a list, str or bytes, "
-                f"got {type(counts).__name__}"
-            )
         return {"size": [height, width], "counts": counts}
     if isinstance(segm, list):
         if len(segm) > 0 and not all(isinstance(p, list) for p in segm):
@@ -163,6 +173,17 @@ def _convert_segmentation(segm, height, width, where, json_file):
                 raise YTVISFormatError(
                     f"{json_file}: {where}: a polygon has an odd number ({len(p)}) of coordinates"
                 )
+            if not all(_is_finite_number(x) for x in p):
+                raise YTVISFormatError(
+                    f"{json_file}: {where}: polygon coordinates must be finite numbers, got {p!r}"
+                )
+            # pycocotools rasterises the whole outline: a point 1e8 pixels away exhausts memory.
+            if p and not (-width <= min(p[0::2]) and max(p[0::2]) <= 2 * width
+                          and -height <= min(p[1::2]) and max(p[1::2]) <= 2 * height):
+                raise YTVISFormatError(
+                    f"{json_file}: {where}: a polygon reaches more than a frame size outside the "
+                    f"{width}x{height} (WxH) frame: {p!r}"
+                )
             # Fewer than 3 points encloses no area; detectron2's load_coco_json drops these too.
             if len(p) >= 6:
                 polys.append([float(x) for x in p])
@@ -171,6 +192,33 @@ def _convert_segmentation(segm, height, width, where, json_file):
         f"{json_file}: {where}: segmentation must be polygons, an RLE dict or null, "
         f"got {type(segm).__name__}"
     )
+
+
+def _is_finite_number(x) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def _check_bbox(bbox, height, width, where, json_file) -> List[float]:
+    """A json frame box [x, y, w, h] as floats; errors for anything that is not a box of the
+    frame. A negative size is refused, not repaired: it means the writer mixed up box formats,
+    and the boxes of that file with positive sizes are then wrong too."""
+    if not isinstance(bbox, (list, tuple)) or len(bbox) != 4:
+        raise YTVISFormatError(f"{json_file}: {where}: bbox must be [x, y, w, h], got {bbox!r}")
+    if not all(_is_finite_number(v) for v in bbox):
+        raise YTVISFormatError(
+            f"{json_file}: {where}: bbox must hold 4 finite numbers, got {bbox!r}"
+        )
+    x, y, bw, bh = (float(v) for v in bbox)
+    if bw < 0 or bh < 0:
+        raise YTVISFormatError(
+            f"{json_file}: {where}: bbox {bbox!r} has a negative width or height "
+            "(boxes are [x, y, w, h])"
+        )
+    if bw > 0 and bh > 0 and (x >= width or y >= height or x + bw <= 0 or y + bh <= 0):
+        raise YTVISFormatError(
+            f"{json_file}: {where}: bbox {bbox!r} lies outside the {width}x{height} (WxH) frame"
+        )
+    return [x, y, bw, bh]
 
 
 def _bbox_from_segmentation(segm, height, width):
@@ -182,10 +230,21 @@ def _bbox_from_segmentation(segm, height, width):
 
 
 def _set_metadata(dataset_name, values, json_file):
-    """Set metadata; a value conflicting with the registered one is a clear error (detectron2
-    would raise a bare AssertionError)."""
+    """Set metadata; categories conflicting with the registered ones are a clear error
+    (detectron2 would raise a bare AssertionError). ``has_gt`` follows the json, with a warning
+    when it was registered otherwise: a split without annotations is still good for inference."""
     meta = MetadataCatalog.get(dataset_name)
-    for key in ("thing_classes", "thing_dataset_id_to_contiguous_id", "has_gt"):
+    old_has_gt = meta.get("has_gt")
+    if old_has_gt is not None and old_has_gt != values["has_gt"]:
+        logger.warning(
+            f"{json_file}: dataset '{dataset_name}' was registered with has_gt={old_has_gt}, but "
+            f"the json has {'annotations' if values['has_gt'] else 'no annotations'}; "
+            f"using has_gt={values['has_gt']}"
+            + ("" if values["has_gt"] else " (inference only: not scored, cannot train on it)")
+        )
+        # detectron2's Metadata refuses to overwrite an attribute.
+        delattr(meta, "has_gt")
+    for key in ("thing_classes", "thing_dataset_id_to_contiguous_id"):
         old = meta.get(key)
         if old is not None and old != values[key]:
             raise YTVISFormatError(
@@ -217,14 +276,19 @@ def load_ytvis_json(json_file, image_root, dataset_name: Optional[str] = None) -
                                "bbox_mode": BoxMode.XYWH_ABS, "segmentation"?}, ...]] * length,
              "has_gt": bool, "json_file": str}
 
-        A frame's bbox that is null in the json while its mask is not is computed from the mask.
-        An instance is left out of the frames where both its mask and bbox are null. Masks are
-        polygons or compressed RLE with str counts. Splits without annotations (valid/test of
-        the benchmarks: key absent, null or an empty list) give empty per-frame lists and
-        ``has_gt=False``.
+        A frame's bbox that is null in the json, or has zero width or height, while its mask is
+        not null is computed from the mask. An instance is left out of the frames where both
+        its mask and bbox are null, or its box is empty and its mask has no pixel (with a
+        warning giving the count). Masks are polygons or compressed RLE with str counts. Splits
+        without annotations (valid/test of the benchmarks: key absent, null or an empty list)
+        give empty per-frame lists and ``has_gt=False``; with ``dataset_name``, the metadata's
+        ``has_gt`` follows the json (a warning when it was registered otherwise).
 
     Raises:
-        YTVISFormatError: on any format violation, naming the file and the video/annotation.
+        YTVISFormatError: on any format violation, naming the file, the video, the annotation
+            and the frame: ids that are not integers, RLE run lengths that do not cover the
+            frame (:func:`vis_d2.rle.rle_problem`), boxes with a negative size, non-finite
+            numbers or outside the frame, ...
     """
     json_file = os.fspath(json_file)
     image_root = os.fspath(image_root)
@@ -262,13 +326,15 @@ def load_ytvis_json(json_file, image_root, dataset_name: Optional[str] = None) -
     # An empty list is treated like a missing one: there is nothing to score against, and
     # ground-truth-free benchmark jsons are written either way.
     has_gt = bool(annotations)
-    num_instances = num_dropped_polygons = 0
+    num_instances = num_dropped_polygons = num_empty = num_boxes_from_masks = 0
     seen_ids = set()
     for i, anno in enumerate(annotations or []):
         where = f"annotations[{i}]"
         if isinstance(anno, dict) and "id" in anno:
             where += f" (annotation {anno['id']})"
         _require(anno, _ANNOTATION_KEYS, where, json_file)
+        for key in ("id", "video_id", "category_id"):
+            _require_int(anno[key], key, where, json_file)
         aid, vid, cid = anno["id"], anno["video_id"], anno["category_id"]
         if aid in seen_ids:
             raise YTVISFormatError(f"{json_file}: annotation id {aid} appears twice")
@@ -298,7 +364,15 @@ def load_ytvis_json(json_file, image_root, dataset_name: Optional[str] = None) -
                 f"{json_file}: annotation {aid} (video {vid}): 'bboxes' has {got} entries, "
                 f"the video has length {length}"
             )
-        iscrowd = int(anno.get("iscrowd", 0) or 0)
+        iscrowd = anno.get("iscrowd", 0)
+        if iscrowd is None:
+            iscrowd = 0
+        if iscrowd not in (0, 1):
+            raise YTVISFormatError(
+                f"{json_file}: annotation {aid} (video {vid}): 'iscrowd' must be 0 or 1, "
+                f"got {iscrowd!r}"
+            )
+        iscrowd = int(iscrowd)
         contiguous_id = id_map[cid]
         for t in range(length):
             frame_where = f"annotation {aid} (video {vid}) frame {t}"
@@ -308,14 +382,17 @@ def load_ytvis_json(json_file, image_root, dataset_name: Optional[str] = None) -
             bbox = bboxes[t]
             if segm is None and bbox is None:
                 continue  # the instance is not in this frame
-            if bbox is None:
+            if bbox is not None:
+                bbox = _check_bbox(bbox, h, w, frame_where, json_file)
+            if segm is not None and (bbox is None or bbox[2] == 0 or bbox[3] == 0):
+                from_json = bbox is not None
                 bbox = _bbox_from_segmentation(segm, h, w)
-            else:
-                if not isinstance(bbox, (list, tuple)) or len(bbox) != 4:
-                    raise YTVISFormatError(
-                        f"{json_file}: {frame_where}: bbox must be [x, y, w, h], got {bbox!r}"
-                    )
-                bbox = [float(x) for x in bbox]
+                num_boxes_from_masks += from_json and bbox[2] > 0 and bbox[3] > 0
+            if bbox[2] == 0 or bbox[3] == 0:
+                # Nothing of the instance is in this frame (detectron2 would drop it after the
+                # transforms, leaving a key frame that seemed annotated without its instance).
+                num_empty += 1
+                continue
             obj = {
                 "track_id": aid,
                 "category_id": contiguous_id,
@@ -335,6 +412,16 @@ def load_ytvis_json(json_file, image_root, dataset_name: Optional[str] = None) -
         logger.warning(
             f"{json_file}: {num_dropped_polygons} frame masks had only degenerate polygons "
             "(< 3 points) and were dropped."
+        )
+    if num_boxes_from_masks:
+        logger.warning(
+            f"{json_file}: {num_boxes_from_masks} frame boxes had zero width or height; they were "
+            "replaced by the box of their frame's mask."
+        )
+    if num_empty:
+        logger.warning(
+            f"{json_file}: {num_empty} frame annotations had an empty box and no mask pixel; "
+            "they were left out of their frames."
         )
     logger.info(
         "Loaded {} videos ({} frames, {}) in YouTube-VIS format from {} in {:.2f} s".format(
