@@ -460,8 +460,12 @@ def test_train_net_resume_with_missing_weights_and_empty_output_dir(train_net_ma
 
 
 @pytest.fixture
-def lazy_main(monkeypatch):
-    """projects/VIS_Ablation/train_net.py's main, without detectron2's logger set-up."""
+def lazy_main(data_root, restore_catalogs, monkeypatch):
+    """projects/VIS_Ablation/train_net.py's main, without detectron2's logger set-up, on the
+    tiny synthvis (its datasets are checked before the weights are loaded)."""
+    from vis_d2.data.builtin import register_all_ytvis
+
+    register_all_ytvis(str(data_root))
     lazy = load_script("projects/VIS_Ablation/train_net.py", "lazy_train_net_ckpt_rows")
     monkeypatch.setattr(lazy, "default_setup", lambda cfg, args: None)
     monkeypatch.setattr(lazy, "setup_logger", lambda *a, **k: None)
