@@ -625,7 +625,7 @@ def test_sweep_end_to_end_yaml_rows_a1_a5(data_root, tmp_path):
     # A1 and A3 trained (A3 for A5's model); A5 evaluated A3's checkpoint, not trained
     assert (out / "A1" / "model_final.pth").is_file() and (out / "A3" / "model_final.pth").is_file()
     assert not (out / "A5" / "model_final.pth").exists()
-    assert "BITRACK: true" in (out / "A5" / "eval.log").read_text()
+    assert "BITRACK: true" in (out / "A5" / "config.yaml").read_text()  # A5's tracker
     assert f"MODEL.WEIGHTS {out / 'A3' / 'model_final.pth'}" in log
 
     gt = data_root / "synthvis" / "valid.json"
