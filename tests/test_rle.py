@@ -3,7 +3,7 @@ import numpy as np
 import pycocotools.mask as mask_util
 import pytest
 
-from vis_d2.rle import decode_rle_counts, rle_problem
+from vis_d2.rle import decode_rle_counts, rle_problem, rle_problems
 
 
 def _runs_of(mask: np.ndarray) -> np.ndarray:
@@ -53,3 +53,21 @@ def test_bad_counts_are_described(counts, fragment):
 def test_uncompressed_counts_that_cover_the_frame_pass():
     assert rle_problem([0, 9216], 72, 128) is None
     assert rle_problem([100, 16, 9100], 72, 128) is None
+
+
+def test_a_batch_answers_as_mask_by_mask():
+    """rle_problems decodes a track's strings in one pass: a bad string (set aside) must not
+    change the answer for the strings around it."""
+    rng = np.random.default_rng(2)
+    masks = [rng.random((72, 128)) < 0.2 for _ in range(3)] + [np.zeros((72, 128), bool)]
+    good = [mask_util.encode(np.asfortranarray(m.astype(np.uint8)))["counts"] for m in masks]
+    good.append(_frame_counts().decode())
+    c = _frame_counts()
+    bad = [c[: len(c) // 2], b"0", c + b"3", c[:-1] + b"P", c + b"\x7f", "\u00e9", b"",
+           b"o" * 13 + b"0", [0, 9000], None]
+    batch = [x for k, b in enumerate(bad) for x in (good[k % len(good)], b)] + good
+    answers = rle_problems(batch, 72, 128)
+    assert answers == [rle_problem(x, 72, 128) for x in batch]
+    assert [a is None for a in answers] == [k % 2 == 0 for k in range(2 * len(bad))] + \
+        [True] * len(good)
+    assert rle_problems([], 72, 128) == []

@@ -5,10 +5,12 @@
 Prints a table of AP, AP50, AP75, APs, APm, APl, AR1, AR10 (fractions in [0, 1], "-" where
 there is no ground truth), or with ``--json`` one JSON object with those eight keys (-1 where
 there is no ground truth). ``--class-agnostic`` scores every track as one category, so the gap to
-the plain AP is what classification costs. A malformed file exits with status 2 and a message naming it.
+the plain AP is what classification costs. A malformed file, or a ground truth with nothing to
+score (no annotations, no masks), exits with status 2 and a message naming it.
 """
 import argparse
 import json
+import logging
 import sys
 import time
 
@@ -29,12 +31,23 @@ def main(argv=None) -> int:
                              "how much AP is lost to classification alone")
     args = parser.parse_args(argv)
 
+    # The metric's warnings (e.g. annotations without a mask) go to stderr, whatever logging
+    # the calling process has set up.
+    log = logging.getLogger("vis_d2.evaluation")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("warning: %(message)s"))
+    handler.setLevel(logging.WARNING)
+    log.addHandler(handler)
+    propagate, log.propagate = log.propagate, False
     start = time.perf_counter()
     try:
         metrics = evaluate_ytvis(args.gt, args.results, class_agnostic=args.class_agnostic)
     except (YTVISFormatError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    finally:
+        log.removeHandler(handler)
+        log.propagate = propagate
     if args.json:
         print(json.dumps(metrics))
     else:

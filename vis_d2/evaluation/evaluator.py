@@ -95,7 +95,8 @@ class YTVISEvaluator(DatasetEvaluator):
                 f"{where}: category_id {contiguous!r} is not a contiguous id of the dataset "
                 f"(0..{len(self._contiguous_to_json) - 1})")
         score = pred["score"]
-        if not isinstance(score, numbers.Real) or not math.isfinite(float(score)):
+        if (not isinstance(score, numbers.Real) or isinstance(score, bool)
+                or not math.isfinite(float(score))):
             raise YTVISFormatError(f"{where}: 'score' must be a finite number, got {score!r}")
         segs = pred["segmentations"]
         if length is not None and len(segs) != length:

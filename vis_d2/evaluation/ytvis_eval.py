@@ -29,9 +29,16 @@ loops replaced by batched ``pycocotools.mask`` calls:
   truth does not count, and a metric with none at all is -1.
 
 Unlike the official code, malformed input is an error (``YTVISFormatError``, a ``ValueError``)
-naming the file and the video / annotation / prediction: a ``segmentations`` list whose length
-is not the video's (the official silently truncates it), a mask whose size is not the video's,
-an unknown ``video_id`` or ``category_id``, a missing field.
+naming the file and the video / annotation / prediction / frame: a ``segmentations`` list whose
+length is not the video's (the official silently truncates it), a mask whose size is not the
+video's, RLE run lengths that do not cover the frame (a ``counts`` string cut short makes
+pycocotools loop for minutes, ``"0"`` is scored as a wrong mask), a polygon vertex that is not
+finite or lies far off the frame (pycocotools walks the outline pixel by pixel), a negative or
+non-number ``areas`` entry, a ``score`` that is not a finite number (``true`` included), an
+unknown ``video_id`` or ``category_id``, a missing field, and a ground truth with nothing to
+score: no annotations, or no mask in any frame of any annotation (box-only). Annotations without
+a mask in any frame, next to others with masks, are scored as the official does (ground truth no
+prediction can match) with a warning.
 
 Usage::
 
@@ -40,6 +47,7 @@ Usage::
 """
 import functools
 import json
+import logging
 import math
 import numbers
 import os
@@ -49,6 +57,8 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import pycocotools.mask as mask_util
+
+from ..rle import rle_problems
 
 __all__ = [
     "YTVISFormatError",
@@ -81,6 +91,8 @@ AREA_RANGES = OrderedDict([
     ("large", (256.0 ** 2, 1e5 ** 2)),
 ])
 METRIC_NAMES = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10")
+
+logger = logging.getLogger(__name__)
 
 # Per-prediction match state at one IoU threshold.
 _UNMATCHED, _MATCHED, _MATCHED_IGNORED = 0, 1, 2
@@ -150,13 +162,57 @@ def _is_int(x) -> bool:
     return isinstance(x, numbers.Integral) and not isinstance(x, bool)
 
 
-def _valid_counts(counts: list, num_pixels: int) -> bool:
-    """Uncompressed RLE counts: non-negative integers that cover the frame exactly."""
-    try:  # min / sum run in C: ground-truth jsons hold millions of counts
-        total = sum(counts)  # an int only when every count is one
-        return _is_int(total) and total == num_pixels and min(counts) >= 0
-    except (TypeError, ValueError):  # not numbers, or an empty list
-        return False
+def _is_number(x) -> bool:
+    """A finite real number (a json ``true`` is not one)."""
+    return isinstance(x, numbers.Real) and not isinstance(x, bool) and math.isfinite(x)
+
+
+class _RunLengthChecks:
+    """The RLE masks of a file, gathered to have their run lengths checked before pycocotools
+    reads any of them (it scores a mask that does not cover its frame wrong, or loops in
+    ``mask.iou``); decoded some ``CHUNK`` characters of masks of one frame size at a time:
+    numpy's per-call cost would dominate mask by mask, arrays much larger than the CPU's cache
+    are slower, and a whole file at once takes gigabytes."""
+
+    CHUNK = 1 << 15
+
+    def __init__(self):
+        # (h, w) -> [(place in the file, where, segs, frames)]: one entry per annotation or
+        # prediction, not per mask (millions of small objects make the garbage collector crawl).
+        self._by_size = defaultdict(list)
+        self._count = 0
+
+    def add(self, segs: Sequence[dict], frames: List[int], h: int, w: int, where: str) -> None:
+        """The RLE dicts ``segs[f]``, f in ``frames`` (their size checked), of the annotation or
+        prediction ``where`` (e.g. "gt.json: annotation 3 (video 2)")."""
+        self._by_size[(h, w)].append((self._count, where, segs, frames))
+        self._count += 1
+
+    def check(self) -> None:
+        """Raise ``YTVISFormatError`` naming the first mask, in file order, whose run lengths
+        are not non-negative or do not cover its frame exactly."""
+        found = []  # (place in the file, message) of the first fault of each frame size
+        for (h, w), entries in self._by_size.items():
+            e = 0
+            while e < len(entries):
+                counts, owner, frame, size = [], [], [], 0
+                while e < len(entries) and size < self.CHUNK:
+                    _, _, segs, frames = entries[e]
+                    for f in frames:
+                        c = segs[f]["counts"]
+                        counts.append(c)
+                        size += len(c) if isinstance(c, (str, bytes, list, tuple)) else 1
+                    owner.extend([e] * len(frames))
+                    frame.extend(frames)
+                    e += 1
+                problems = rle_problems(counts, h, w)
+                k = next((k for k, p in enumerate(problems) if p is not None), None)
+                if k is not None:
+                    place, where, _, _ = entries[owner[k]]
+                    found.append((place, f"{where} frame {frame[k]}: {problems[k]}"))
+                    break  # the rest of this frame size comes later in the file
+        if found:
+            raise YTVISFormatError(min(found)[1])
 
 
 class YTVISGroundTruth:
@@ -189,6 +245,9 @@ class YTVISGroundTruth:
         for key in ("videos", "categories", "annotations"):
             if not isinstance(dataset.get(key), list):
                 raise YTVISFormatError(f"{source}: missing or non-list field {key!r}")
+        if not dataset["annotations"]:
+            raise YTVISFormatError(f"{source}: 'annotations' is empty: no ground truth to score "
+                                   f"against")
 
         videos = {}
         for i, v in enumerate(dataset["videos"]):
@@ -226,21 +285,48 @@ class YTVISGroundTruth:
             categories[c["id"]] = str(c.get("name", c["id"]))
         self.categories: Dict[int, str] = OrderedDict(sorted(categories.items()))
 
-        self.tracks: Dict[int, List[Track]] = OrderedDict((vid, []) for vid in self.videos)
         seen_ids = set()
+        rles = _RunLengthChecks()
         for i, ann in enumerate(dataset["annotations"]):
-            track = self._parse_annotation(i, ann)
-            if track.id in seen_ids:
-                raise YTVISFormatError(f"{source}: duplicate annotation id {track.id}")
-            seen_ids.add(track.id)
-            self.tracks[track.video_id].append(track)
+            self._check_annotation(i, ann, rles)
+            if ann["id"] in seen_ids:
+                raise YTVISFormatError(f"{source}: duplicate annotation id {ann['id']}")
+            seen_ids.add(ann["id"])
+        rles.check()
+        self.tracks: Dict[int, List[Track]] = OrderedDict((vid, []) for vid in self.videos)
+        for ann in dataset["annotations"]:
+            self.tracks[ann["video_id"]].append(self._track(ann))
+        self._check_masks_present(len(seen_ids))
+
+    def _check_masks_present(self, num_annotations: int) -> None:
+        """Refuse a ground truth without any mask (box-only: every AP would be 0) or with only
+        crowds (ignored: every metric would be -1); warn about annotations without a mask in
+        any frame, which no prediction can match."""
+        tracks = [t for ts in self.tracks.values() for t in ts]
+        if all(t.iscrowd for t in tracks):
+            raise YTVISFormatError(f"{self.source}: every annotation is a crowd (iscrowd 1), "
+                                   f"which the metric ignores: no ground truth to score against")
+        maskless = [t.id for t in tracks if not t.present.any()]
+        if len(maskless) == num_annotations:
+            raise YTVISFormatError(
+                f"{self.source}: the metric scores masks, and no annotation has a mask in any "
+                f"frame (annotation {maskless[0]}: every 'segmentations' entry is null or empty; "
+                f"box-only ground truth?)")
+        if maskless:
+            shown = ", ".join(str(i) for i in maskless[:10]) + (", ..." if len(maskless) > 10
+                                                                 else "")
+            logger.warning(
+                f"{self.source}: {len(maskless)} of {num_annotations} annotations have no mask in "
+                f"any frame (ids {shown}); they are scored as ground truth no prediction can "
+                f"match, as the official evaluator does")
 
     @classmethod
     def load(cls, json_file: str) -> "YTVISGroundTruth":
         """Read and check a ground-truth json file."""
         return cls(read_json(json_file), source=json_file)
 
-    def _parse_annotation(self, index: int, ann) -> Track:
+    def _check_annotation(self, index: int, ann, rles: _RunLengthChecks) -> None:
+        """Check ``annotations[index]``; its RLE masks go to ``rles``."""
         source = self.source
         if not isinstance(ann, dict) or not _is_int(ann.get("id")):
             raise YTVISFormatError(f"{source}: annotations[{index}]: missing integer 'id'")
@@ -248,7 +334,10 @@ class YTVISGroundTruth:
         vid = ann.get("video_id")
         if not _is_int(vid) or vid not in self.videos:
             raise YTVISFormatError(f"{where}: unknown video_id {vid!r}")
-        if not _is_int(ann.get("category_id")) or ann["category_id"] not in self.categories:
+        if "category_id" in ann and not _is_int(ann["category_id"]):
+            raise YTVISFormatError(f"{where}: 'category_id' must be an integer, got "
+                                   f"{ann['category_id']!r}")
+        if ann.get("category_id") not in self.categories:
             raise YTVISFormatError(f"{where}: unknown category_id {ann.get('category_id')!r}")
         video = self.videos[vid]
         h, w, length = video.height, video.width, video.length
@@ -259,66 +348,89 @@ class YTVISGroundTruth:
             raise YTVISFormatError(
                 f"{where}: 'segmentations' has {len(segs)} entries but video {vid} has "
                 f"{length} frames")
-        masks, present = [], []
-        for f, seg in enumerate(segs):
-            rle = _gt_frame_to_rle(seg, h, w, f"{where} (video {vid}) frame {f}")
-            present.append(rle is not None)
-            masks.append(rle if rle is not None else _empty_rle(h, w))
-        frame_areas = mask_util.area(masks).astype(np.float64)
-
+        rle_frames = [f for f, seg in enumerate(segs)
+                      if _check_gt_frame(seg, h, w, f"{where} (video {vid}) frame {f}")]
+        rles.add(segs, rle_frames, h, w, f"{where} (video {vid})")
         areas = ann.get("areas")
-        if areas is None:
-            track_area = _mean_nonzero(frame_areas.tolist())
-        else:
+        if areas is not None:
             if not isinstance(areas, list) or len(areas) != length:
                 raise YTVISFormatError(
                     f"{where}: 'areas' must be null or a list of {length} entries (video {vid})")
             for f, a in enumerate(areas):
-                if a is not None and (not isinstance(a, numbers.Real) or not math.isfinite(a)):
-                    raise YTVISFormatError(f"{where} (video {vid}) frame {f}: invalid area {a!r}")
+                if a is not None and (not _is_number(a) or a < 0):
+                    raise YTVISFormatError(
+                        f"{where} (video {vid}) frame {f}: invalid area {a!r} (an 'areas' entry "
+                        f"is a non-negative number, or null)")
+        iscrowd = ann.get("iscrowd", 0)
+        if iscrowd not in (0, 1, True, False):
+            raise YTVISFormatError(f"{where}: 'iscrowd' must be 0 or 1, got {iscrowd!r}")
+
+    def _track(self, ann: dict) -> Track:
+        """A checked annotation (and its checked masks) -> its Track."""
+        video = self.videos[ann["video_id"]]
+        h, w = video.height, video.width
+        masks, present = [], []
+        for seg in ann["segmentations"]:
+            rle = _gt_frame_to_rle(seg, h, w)
+            present.append(rle is not None)
+            masks.append(rle if rle is not None else _empty_rle(h, w))
+        frame_areas = mask_util.area(masks).astype(np.float64)
+        areas = ann.get("areas")
+        if areas is None:
+            track_area = _mean_nonzero(frame_areas.tolist())
+        else:
             # The json's area where given (the official uses only those); a null entry next to
             # a mask falls back to the mask's area.
             track_area = _mean_nonzero([
                 a if a is not None else (frame_areas[f] if present[f] else None)
                 for f, a in enumerate(areas)
             ])
-        iscrowd = ann.get("iscrowd", 0)
-        if iscrowd not in (0, 1, True, False):
-            raise YTVISFormatError(f"{where}: 'iscrowd' must be 0 or 1, got {iscrowd!r}")
         return Track(
-            id=ann["id"], video_id=vid, category_id=ann["category_id"], score=1.0,
-            iscrowd=bool(iscrowd), masks=masks, present=np.array(present, dtype=bool),
-            frame_areas=frame_areas, area=track_area,
+            id=ann["id"], video_id=ann["video_id"], category_id=ann["category_id"], score=1.0,
+            iscrowd=bool(ann.get("iscrowd", 0)), masks=masks,
+            present=np.array(present, dtype=bool), frame_areas=frame_areas, area=track_area,
         )
 
 
-def _gt_frame_to_rle(seg, h: int, w: int, where: str) -> Optional[dict]:
-    """One frame of a ground-truth ``segmentations`` -> compressed RLE, or None for no mask."""
+def _check_gt_frame(seg, h: int, w: int, where: str) -> bool:
+    """Check one frame of a ground-truth ``segmentations``: null or ``[]`` (no mask), a list of
+    polygons, or an RLE dict of the video's size (its counts are checked by the caller). Returns
+    whether it is an RLE dict."""
     if seg is None or (isinstance(seg, list) and len(seg) == 0):
-        return None
+        return False
     if isinstance(seg, list):  # polygons, one object in several parts
         for poly in seg:
             if (not isinstance(poly, list) or len(poly) < 6 or len(poly) % 2
-                    or not all(isinstance(x, numbers.Real) for x in poly)):
+                    or not all(isinstance(x, numbers.Real) and not isinstance(x, bool)
+                               for x in poly)):
                 raise YTVISFormatError(
                     f"{where}: a polygon must be a list of an even number (>= 6) of coordinates")
-        return mask_util.merge(mask_util.frPyObjects(seg, h, w))
+            xy = np.asarray(poly, dtype=np.float64).reshape(-1, 2)
+            # pycocotools walks the outline pixel by pixel: a vertex at 1e9 (or NaN) takes minutes.
+            off = np.abs(xy - (w / 2, h / 2)) > (1.5 * w, 1.5 * h)
+            if not np.isfinite(xy).all() or off.any():
+                raise YTVISFormatError(
+                    f"{where}: a polygon has a coordinate that is not finite or lies more than a "
+                    f"frame size off the {h}x{w} frame")
+        return False
     if not isinstance(seg, dict) or "counts" not in seg or "size" not in seg:
         raise YTVISFormatError(
             f"{where}: a segmentation must be a polygon list, an RLE dict or null")
     size = seg["size"]
     if not isinstance(size, (list, tuple)) or len(size) != 2 or list(size) != [h, w]:
         raise YTVISFormatError(f"{where}: mask size {size!r} differs from the video's [{h}, {w}]")
-    counts = seg["counts"]
-    if isinstance(counts, list):  # uncompressed RLE
-        if not _valid_counts(counts, h * w):
-            raise YTVISFormatError(
-                f"{where}: uncompressed RLE counts must be non-negative integers summing to "
-                f"{h}*{w}")
+    return True
+
+
+def _gt_frame_to_rle(seg, h: int, w: int) -> Optional[dict]:
+    """One checked frame of a ground-truth ``segmentations`` -> compressed RLE, or None."""
+    if seg is None or (isinstance(seg, list) and len(seg) == 0):
+        return None
+    if isinstance(seg, list):
+        return mask_util.merge(mask_util.frPyObjects(seg, h, w))
+    if isinstance(seg["counts"], (list, tuple)):  # uncompressed RLE
         return mask_util.frPyObjects(seg, h, w)
-    if isinstance(counts, (str, bytes)):
-        return seg
-    raise YTVISFormatError(f"{where}: RLE 'counts' must be a string or a list")
+    return seg
 
 
 def _parse_predictions(predictions: Sequence[dict], gt: YTVISGroundTruth,
@@ -327,7 +439,7 @@ def _parse_predictions(predictions: Sequence[dict], gt: YTVISGroundTruth,
     if not isinstance(predictions, (list, tuple)):
         raise YTVISFormatError(f"{source}: results must be a json list, got "
                                f"{type(predictions).__name__}")
-    by_video: Dict[int, List[Track]] = defaultdict(list)
+    rles = _RunLengthChecks()
     for i, p in enumerate(predictions):
         where = f"{source}: prediction #{i}"
         if not isinstance(p, dict):
@@ -340,11 +452,14 @@ def _parse_predictions(predictions: Sequence[dict], gt: YTVISGroundTruth,
         if video is None:
             raise YTVISFormatError(f"{where}: video_id {vid!r} is not in {gt.source}")
         where = f"{where} (video {vid})"
-        if not _is_int(p["category_id"]) or p["category_id"] not in gt.categories:
+        if not _is_int(p["category_id"]):
+            raise YTVISFormatError(
+                f"{where}: 'category_id' must be an integer, got {p['category_id']!r}")
+        if p["category_id"] not in gt.categories:
             raise YTVISFormatError(
                 f"{where}: category_id {p['category_id']!r} is not in {gt.source}")
         score = p["score"]
-        if not isinstance(score, numbers.Real) or not math.isfinite(score):
+        if not _is_number(score):
             raise YTVISFormatError(f"{where}: 'score' must be a finite number, got {score!r}")
         segs = p["segmentations"]
         if not isinstance(segs, (list, tuple)):
@@ -354,15 +469,12 @@ def _parse_predictions(predictions: Sequence[dict], gt: YTVISGroundTruth,
             raise YTVISFormatError(
                 f"{where}: 'segmentations' has {len(segs)} entries but video {vid} has "
                 f"{length} frames")
-        empty = _empty_rle(h, w)
-        masks, present = [], []
+        rle_frames = []
         for f, seg in enumerate(segs):
             if seg is None:
-                masks.append(empty)
-                present.append(False)
                 continue
             try:
-                size, counts = seg["size"], seg["counts"]
+                size, _ = seg["size"], seg["counts"]
                 ok = size[0] == h and size[1] == w and len(size) == 2
             except (TypeError, KeyError, IndexError):
                 raise YTVISFormatError(
@@ -371,20 +483,24 @@ def _parse_predictions(predictions: Sequence[dict], gt: YTVISGroundTruth,
             if not ok:
                 raise YTVISFormatError(f"{where} frame {f}: mask size {list(size)} differs from "
                                        f"the video's [{h}, {w}]")
-            if type(counts) is list:
-                if not _valid_counts(counts, h * w):
-                    raise YTVISFormatError(
-                        f"{where} frame {f}: uncompressed RLE counts must be non-negative "
-                        f"integers summing to {h}*{w}")
-                seg = mask_util.frPyObjects({"size": [h, w], "counts": counts}, h, w)
-            elif not isinstance(counts, (str, bytes)):
-                raise YTVISFormatError(
-                    f"{where} frame {f}: RLE 'counts' must be a string or a list")
-            masks.append(seg)
-            present.append(True)
-        by_video[vid].append(Track(
-            id=i, video_id=vid, category_id=p["category_id"], score=float(score), iscrowd=False,
-            masks=masks, present=np.array(present, dtype=bool), frame_areas=None, area=0.0,
+            rle_frames.append(f)
+        rles.add(segs, rle_frames, h, w, where)
+    rles.check()
+
+    by_video: Dict[int, List[Track]] = defaultdict(list)
+    for i, p in enumerate(predictions):
+        video = gt.videos[p["video_id"]]
+        h, w = video.height, video.width
+        empty = _empty_rle(h, w)
+        segs = p["segmentations"]
+        masks = [empty if seg is None
+                 else mask_util.frPyObjects({"size": [h, w], "counts": seg["counts"]}, h, w)
+                 if isinstance(seg["counts"], (list, tuple)) else seg
+                 for seg in segs]
+        by_video[video.id].append(Track(
+            id=i, video_id=video.id, category_id=p["category_id"], score=float(p["score"]),
+            iscrowd=False, masks=masks, present=np.array([s is not None for s in segs]),
+            frame_areas=None, area=0.0,
         ))
     return by_video
 
@@ -727,11 +843,12 @@ class YTVISEval:
 
 def read_json(path) -> object:
     """The parsed content of a json file; ``YTVISFormatError`` naming the file if it is not json."""
-    with open(path) as f:
-        try:
-            return json.load(f)
-        except json.JSONDecodeError as e:
-            raise YTVISFormatError(f"{path}: not valid json: {e}") from e
+    with open(path, "rb") as f:
+        data = f.read()
+    try:
+        return json.loads(data)
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:  # a zip or gzip is not UTF-8
+        raise YTVISFormatError(f"{path}: not valid json: {e}") from e
 
 
 def to_class_agnostic(gt: dict, predictions: Sequence[dict], source: str = "<ground truth>"):
@@ -739,12 +856,14 @@ def to_class_agnostic(gt: dict, predictions: Sequence[dict], source: str = "<gro
     moved to one category, the first of ``gt["categories"]``: the AP this gives, minus the plain
     AP, is what classification costs."""
     cats = gt.get("categories") if isinstance(gt, dict) else None
-    if not cats:
-        raise YTVISFormatError(f"{source}: class-agnostic scoring needs a non-empty 'categories'")
+    if not (isinstance(cats, list) and cats and isinstance(cats[0], dict) and "id" in cats[0]):
+        raise YTVISFormatError(f"{source}: class-agnostic scoring needs a non-empty 'categories' "
+                               f"list of {{'id', 'name'}} objects")
     cid = cats[0]["id"]
-    gt = dict(gt, categories=[dict(cats[0], name="object")],
-              annotations=[dict(a, category_id=cid) if isinstance(a, dict) else a
-                           for a in gt.get("annotations", [])])
+    gt = dict(gt, categories=[dict(cats[0], name="object")])
+    if isinstance(gt.get("annotations"), list):  # anything else is reported by YTVISGroundTruth
+        gt["annotations"] = [dict(a, category_id=cid) if isinstance(a, dict) else a
+                             for a in gt["annotations"]]
     if isinstance(predictions, list):  # anything else is reported by load_predictions
         predictions = [dict(p, category_id=cid) if isinstance(p, dict) else p for p in predictions]
     return gt, predictions
