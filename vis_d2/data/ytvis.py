@@ -28,7 +28,7 @@ from detectron2.structures import BoxMode
 from detectron2.utils.file_io import PathManager
 
 from ..evaluation.ytvis_eval import YTVISFormatError
-from ..rle import rle_problem
+from ..rle import rle_problems
 
 __all__ = [
     "YTVISFormatError",
@@ -131,10 +131,11 @@ def _parse_video(video, index, image_root, json_file):
     }
 
 
-def _convert_segmentation(segm, height, width, where, json_file):
+def _convert_segmentation(segm, height, width, where, json_file, problem=None):
     """
     Returns None (no mask in this frame), a list of polygons (degenerate ones dropped), or a
-    compressed RLE dict {"size": [h, w], "counts": str}.
+    compressed RLE dict {"size": [h, w], "counts": str}. ``problem``: what
+    :func:`vis_d2.rle.rle_problems` found wrong with an RLE ``segm``'s run lengths (None: nothing).
     """
     if segm is None:
         return None
@@ -152,7 +153,6 @@ def _convert_segmentation(segm, height, width, where, json_file):
         counts = segm["counts"]
         # pycocotools decodes run lengths that do not cover the frame into a wrong mask without
         # a word (or fails later with a bare "Invalid RLE mask representation").
-        problem = rle_problem(counts, height, width)
         if problem is not None:
             raise YTVISFormatError(f"{json_file}: {where}: {problem}")
         if isinstance(counts, (list, tuple)):
@@ -374,9 +374,14 @@ def load_ytvis_json(json_file, image_root, dataset_name: Optional[str] = None) -
             )
         iscrowd = int(iscrowd)
         contiguous_id = id_map[cid]
+        # The run lengths of the track's RLE masks, checked in one pass (one call per mask
+        # would cost seconds on a YouTube-VIS-sized json).
+        rle_frames = [t for t, sg in enumerate(segs) if isinstance(sg, dict) and "counts" in sg]
+        problems = dict(zip(rle_frames, rle_problems([segs[t]["counts"] for t in rle_frames],
+                                                     h, w)))
         for t in range(length):
             frame_where = f"annotation {aid} (video {vid}) frame {t}"
-            segm = _convert_segmentation(segs[t], h, w, frame_where, json_file)
+            segm = _convert_segmentation(segs[t], h, w, frame_where, json_file, problems.get(t))
             if segm is None and segs[t] is not None:
                 num_dropped_polygons += 1
             bbox = bboxes[t]
