@@ -255,6 +255,7 @@ def test_lazy_training_and_data_settings_match_the_yaml():
     assert (train.trust_pkl, train.allow_partial) == \
         (cfg.MODEL.VIS.CHECKPOINT.TRUST_PKL, cfg.MODEL.VIS.CHECKPOINT.ALLOW_PARTIAL) == \
         (False, False)
+    assert train.cpu_fallback == cfg.MODEL.VIS.CPU_FALLBACK is True  # a CPU recipe
     # the same training augmentations, in the same order, with the same parameters
     built_y = build_pair_augmentation(cfg, is_train=True)
     built_l = [instantiate(a) for a in video.augmentations]
@@ -445,9 +446,9 @@ def _frames():
 
 
 def test_video_tracker_from_yacs_and_lazy_agree():
-    default = get_vis_cfg()
+    default = get_vis_cfg(opts=["MODEL.DEVICE", "cpu"])
     assert VideoTracker() == VideoTracker.from_config(default)
-    cfg = get_vis_cfg(opts=["MODEL.VIS.TRACKER.BITRACK", "True",
+    cfg = get_vis_cfg(opts=["MODEL.DEVICE", "cpu", "MODEL.VIS.TRACKER.BITRACK", "True",
                             "MODEL.VIS.TRACKER.LABEL_VOTING", "True",
                             "MODEL.VIS.TRACKER.LABEL_WEIGHT", "5.0"])
     tracker = VideoTracker(bitrack=True, label_voting=True, label_weight=5.0)

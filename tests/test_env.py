@@ -45,3 +45,32 @@ def test_env_report_runs():
     assert out.returncode == 0, out.stderr
     for key in ("torch", "torchvision", "detectron2", "detectron2._C", "CUDA available", "datasets"):
         assert key in out.stdout
+
+
+def test_cuda_without_cuda_is_an_error_unless_the_fallback_is_set(monkeypatch, caplog):
+    import logging
+
+    import pytest
+    import torch
+
+    from vis_d2.config import get_vis_cfg
+    from vis_d2.env import resolve_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(RuntimeError) as exc:
+        get_vis_cfg("configs/ytvis_2021/R50_FPN_baseline.yaml")
+    assert "MODEL.DEVICE=cuda but" in str(exc.value)
+    assert "Give MODEL.DEVICE cpu to run on the CPU, or set MODEL.VIS.CPU_FALLBACK True" \
+        in str(exc.value)
+    with caplog.at_level(logging.WARNING, logger="vis_d2"):
+        cfg = get_vis_cfg("configs/ytvis_2021/R50_FPN_baseline.yaml",
+                          ["MODEL.VIS.CPU_FALLBACK", "True"])
+    assert cfg.MODEL.DEVICE == "cpu"
+    assert "running on the CPU (MODEL.VIS.CPU_FALLBACK is set)" in caplog.text
+    # the synthetic CPU recipes opt in; "cpu" and a working CUDA pass unchanged
+    assert get_vis_cfg("configs/synthvis/R18_demo.yaml").MODEL.DEVICE == "cpu"
+    assert resolve_device("cpu", False) == "cpu"
+    with pytest.raises(RuntimeError, match="Give train.device cpu .* set train.cpu_fallback True"):
+        resolve_device("cuda:1", False, keys=("train.device", "train.cpu_fallback"))
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert resolve_device("cuda:1", False) == "cuda:1"

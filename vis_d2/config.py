@@ -81,6 +81,10 @@ def add_vis_config(cfg):
     # overlap its full box by IoU < 0.5, pass the box NMS and become rival tracks.
     _C.MODEL.VIS.MASK_NMS_THRESH = 0.0
 
+    # Where MODEL.DEVICE asks for CUDA and CUDA does not work: run on the CPU with a warning
+    # (True) or stop with an error (False), so a GPU run never trains on the CPU unnoticed.
+    _C.MODEL.VIS.CPU_FALLBACK = False
+
     # ---- weights files (vis_d2.engine.checkpoint) ---------------------------------------------
     _C.MODEL.VIS.CHECKPOINT = CN()
     # Open .pkl weights (detectron2 model zoo) reading only arrays; False: refuse (pickle runs code).
@@ -162,13 +166,12 @@ def get_vis_cfg(config_file=None, opts=None):
     """detectron2 defaults + vis_d2 keys, then ``config_file`` (YAML) and ``opts`` (key value ...).
 
     A missing config file gets a clear ``FileNotFoundError`` naming it. ``MODEL.DEVICE`` "cuda"
-    on a machine without CUDA falls back to "cpu" with a warning, so the same config files run
-    on laptops, CI and GPU servers.
+    on a machine where CUDA does not work is an error, or "cpu" with a warning where
+    ``MODEL.VIS.CPU_FALLBACK`` is set (:func:`vis_d2.env.resolve_device`).
     """
-    import logging
     import os
 
-    import torch
+    from .env import resolve_device
 
     cfg = add_vis_config(get_cfg())
     if config_file:
@@ -185,10 +188,7 @@ def get_vis_cfg(config_file=None, opts=None):
         except (KeyError, AssertionError) as e:  # yacs asserts that an option's key exists
             _raise_if_retired(e, "the command-line options")
             raise
-    if cfg.MODEL.DEVICE.startswith("cuda") and not torch.cuda.is_available():
-        logging.getLogger(__name__).warning("MODEL.DEVICE=%s but CUDA is not available: using cpu",
-                                            cfg.MODEL.DEVICE)
-        cfg.MODEL.DEVICE = "cpu"
+    cfg.MODEL.DEVICE = resolve_device(cfg.MODEL.DEVICE, cfg.MODEL.VIS.CPU_FALLBACK)
     return cfg
 
 

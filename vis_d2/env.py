@@ -8,7 +8,29 @@ import os
 import platform
 import sys
 
-__all__ = ["collect_env_info", "main"]
+__all__ = ["collect_env_info", "main", "resolve_device"]
+
+
+def resolve_device(device: str, cpu_fallback: bool,
+                   keys=("MODEL.DEVICE", "MODEL.VIS.CPU_FALLBACK")) -> str:
+    """``device``, or "cpu" where it asks for CUDA, CUDA does not work and ``cpu_fallback`` is
+    set (with a warning). Without ``cpu_fallback`` that case is a RuntimeError naming the two
+    config ``keys`` (device, fallback): a GPU run must not train on the CPU unnoticed."""
+    import logging
+
+    import torch
+
+    if not device.startswith("cuda") or torch.cuda.is_available():
+        return device
+    why = ("this torch is built without CUDA" if torch.version.cuda is None
+           else f"torch {torch.__version__} finds no working CUDA device")
+    if cpu_fallback:
+        logging.getLogger("vis_d2").warning(
+            f"{keys[0]}={device} but {why}: running on the CPU ({keys[1]} is set)")
+        return "cpu"
+    raise RuntimeError(
+        f"{keys[0]}={device} but {why}. Give {keys[0]} cpu to run on the CPU, or set "
+        f"{keys[1]} True to fall back to the CPU with a warning where CUDA is missing.")
 
 
 def _version(module: str) -> str:

@@ -26,7 +26,6 @@ import logging
 import os
 from typing import Mapping, Optional
 
-import torch
 
 from detectron2.config import CfgNode, LazyConfig, instantiate
 from detectron2.engine import default_argument_parser, default_setup, default_writers, launch
@@ -35,6 +34,7 @@ from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
 
 import vis_d2  # noqa: F401  (registers datasets and model components)
+from vis_d2.env import resolve_device
 from vis_d2.data.build import check_num_classes
 from vis_d2.engine.checkpoint import AtomicCheckpointer, check_weights_path
 from vis_d2.engine.cpu_short_run import run_training, select_step_trainer
@@ -70,15 +70,6 @@ def check_datasets(cfg) -> None:
     test = cfg.dataloader.test.dataset
     check_num_classes(cfg.model.roi_heads.num_classes, [names] if isinstance(names, str) else names,
                       [test] if isinstance(test, str) else [], key="model.roi_heads.num_classes")
-
-
-def resolve_device(cfg) -> str:
-    """``train.device``, or "cpu" (with a warning) when it asks for CUDA and there is none."""
-    device = str(cfg.train.device)
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        logger.warning("train.device=%s but CUDA is not available: using cpu", device)
-        device = "cpu"
-    return device
 
 
 def add_gradient_clipping(optimizer, clip: Optional[Mapping]):
@@ -188,7 +179,8 @@ def main(args):
     # vis_d2's own loggers (video inference progress, the evaluator's tables) into log.txt too
     setup_logger(cfg.train.output_dir, distributed_rank=comm.get_rank(), name="vis_d2")
     check_datasets(cfg)
-    device = resolve_device(cfg)
+    device = resolve_device(str(cfg.train.device), bool(cfg.train.get("cpu_fallback", False)),
+                            keys=("train.device", "train.cpu_fallback"))
     if not args.resume:
         check_weights_path(cfg.train.init_checkpoint)
 

@@ -182,6 +182,7 @@ train = dict(
     ema=dict(enabled=_S.EMA.ENABLED, decay=_S.EMA.DECAY),  # the final model is the average
     eval_period=_cfg.TEST.EVAL_PERIOD,  # 0: evaluate once, after training
     best_metric=_cfg.TEST.VIS.BEST_METRIC,  # with eval_period > 0: what model_best.pth is by
-    device="cuda",  # falls back to cpu (with a warning) where CUDA is not available
+    device="cuda",
+    cpu_fallback=_M.VIS.CPU_FALLBACK,  # True: cpu (with a warning) where CUDA does not work
     seed=_cfg.SEED,
 )
