@@ -71,10 +71,10 @@ def test_box_only_pairs_pass_and_bad_settings_are_named():
 
 
 def test_config_switches_it_on_after_copy_paste():
-    cfg = get_vis_cfg(None, ["INPUT.VIS.INSTANCE_RECOLOR.ENABLED", "True",
+    cfg = get_vis_cfg(None, ["MODEL.DEVICE", "cpu", "INPUT.VIS.INSTANCE_RECOLOR.ENABLED", "True",
                              "INPUT.VIS.INSTANCE_RECOLOR.PROB", "0.25",
                              "INPUT.VIS.INSTANCE_RECOLOR.GAIN", "[0.8, 1.2]"])
     mapper = PairDatasetMapper(cfg)
     assert isinstance(mapper.recolor, InstanceRecolor)
     assert (mapper.recolor.prob, mapper.recolor.gain) == (0.25, (0.8, 1.2))
-    assert PairDatasetMapper(get_vis_cfg(None, [])).recolor is None
+    assert PairDatasetMapper(get_vis_cfg(None, ["MODEL.DEVICE", "cpu"])).recolor is None

@@ -379,7 +379,7 @@ def test_retired_match_coeffs_key_names_the_new_keys(tmp_path):
         for key in ("SCORE_WEIGHT", "IOU_WEIGHT", "LABEL_WEIGHT"):
             assert f"MODEL.VIS.TRACKER.{key}" in str(exc.value)
     assert "old.yaml" in str(pytest.raises(KeyError, get_vis_cfg, str(yaml)).value)
-    cfg = get_vis_cfg(opts=["MODEL.VIS.TRACKER.LABEL_WEIGHT", "5.0"])
+    cfg = get_vis_cfg(opts=["MODEL.DEVICE", "cpu", "MODEL.VIS.TRACKER.LABEL_WEIGHT", "5.0"])
     assert VideoTracker.from_config(cfg).label_weight == 5.0
 
 
