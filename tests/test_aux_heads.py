@@ -88,6 +88,42 @@ def test_semantic_targets_exclude_box_only_images():
     assert sem[3].tolist() == [[3, 3, 3, IGN], [3, 3, 3, IGN], [IGN] * 4]
 
 
+def test_semantic_targets_of_auxiliary_and_weakly_segmented_objects():
+    """An auxiliary object's pixels are ignored, whatever its class id (C, one past the video
+    set's); a frame with a mask that is not valid gets no map at all."""
+    aux = _frame()
+    aux.gt_aux = torch.tensor([False, True])  # B (the smaller, painted over A) is auxiliary
+    aux.gt_classes = torch.tensor([2, 3])
+    weak = _frame()
+    weak.gt_mask_valid = torch.tensor([True, False])
+    valid = _frame()
+    valid.gt_mask_valid = torch.tensor([True, True])
+    valid.gt_aux = torch.tensor([False, False])
+    sem = semantic_targets([aux, weak, valid], [(10, 12)] * 3, [True] * 3, (3, 4), 4, 3)
+    assert sem[0].tolist() == [[2, 2, 3, IGN], [2, IGN, IGN, IGN], [IGN] * 4]
+    assert sem[1].tolist() == [[IGN] * 4] * 3
+    assert sem[2].tolist() == EXPECTED  # the video set's defaults change nothing
+    # the class check still holds for the objects that are not auxiliary
+    aux.gt_aux = torch.tensor([False, False])
+    with pytest.raises(ValueError, match=r"gt_classes \[2, 3\] outside \[0, 3\) on an object that "
+                                         r"is not auxiliary \(gt_aux \[False, False\]\)"):
+        semantic_targets([aux], [(10, 12)], [True], (3, 4), 4, 3)
+
+
+def test_multilabel_head_leaves_auxiliary_objects_out():
+    """An auxiliary object (class id C) adds no label: the frame's labels are its other
+    objects' classes; a weakly segmented object counts (the target is class-level)."""
+    head = MultiLabelHead(ShapeSpec(channels=4), in_feature="res5", num_classes=3)
+    logits = torch.tensor([[0.5, -1.0, 2.0], [0.0, 0.3, -0.2]])
+    frames = [Instances((8, 8), gt_classes=torch.tensor([2, 3]),
+                        gt_aux=torch.tensor([False, True]),
+                        gt_mask_valid=torch.tensor([False, True])),
+              Instances((8, 8), gt_classes=torch.tensor([3]), gt_aux=torch.tensor([True]))]
+    expected = F.binary_cross_entropy_with_logits(
+        logits, torch.tensor([[0.0, 0.0, 1.0], [0.0, 0.0, 0.0]]))
+    assert head.losses(logits, frames)["loss_multilabel"].item() == pytest.approx(expected.item())
+
+
 def test_semantic_targets_errors():
     with pytest.raises(ValueError, match=r"gt_classes \[2, 0\] outside \[0, 2\)"):
         semantic_targets([_frame()], [(10, 12)], [True], (3, 4), 4, num_classes=2)

@@ -210,3 +210,142 @@ def test_training_step_with_a_key_frame_without_instances(opts):
         losses = model([empty_both])
     assert losses["loss_track"].item() == 0.0
     assert all(torch.isfinite(v) for v in losses.values())
+
+
+# ---------------------------------------------------------------------------------------------
+# Multi-source data: weak segmentation, and the video-only path unchanged
+# ---------------------------------------------------------------------------------------------
+# Every loss that reads masks (mask, Dice, MaskIoU, mask-class on ground-truth crops, TCIS,
+# semantic segmentation), beside the class-level multi-label head.
+ALL_MASK_HEADS = ["MODEL.VIS.TCIS.ENABLED", "True", "MODEL.VIS.SEMSEG.ENABLED", "True",
+                  "MODEL.VIS.MULTILABEL.ENABLED", "True", "MODEL.VIS.MASKIOU.ENABLED", "True",
+                  "MODEL.VIS.MASK_CLASS.ENABLED", "True",
+                  "MODEL.VIS.MASK_CLASS.TRAIN_ON_GT_MASKS", "True",
+                  "MODEL.VIS.MASK_DICE_WEIGHT", "0.5"]
+CLASS_SPECIFIC = ["MODEL.ROI_MASK_HEAD.CLS_AGNOSTIC_MASK", "False",
+                  "MODEL.ROI_BOX_HEAD.CLS_AGNOSTIC_BBOX_REG", "False"]
+MASK_LOSSES = ("loss_mask", "loss_mask_dice", "loss_maskiou", "loss_mask_cls", "loss_tcis",
+               "loss_semseg")
+
+
+def _tiny_model(*opts):
+    from helpers import TINY_OPTS
+    torch.manual_seed(0)
+    model = build_model(get_vis_cfg("configs/synthvis/R18_demo.yaml",
+                                    TINY_OPTS + ALL_MASK_HEADS + list(opts)))
+    model.train()
+    return model
+
+
+def _step(model, batch, seed=2):
+    """Losses (floats) and gradients of their sum, per parameter, of one training step."""
+    model.zero_grad(set_to_none=True)
+    torch.manual_seed(seed)  # same proposal / ROI sampling in every run
+    with EventStorage(0):
+        losses = model(batch)
+    sum(losses.values()).backward()
+    grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+    return {k: float(v) for k, v in losses.items()}, grads
+
+
+def _weak_pairs(weak_id, garbage_id=None):
+    """Two training pairs; the object of track id ``weak_id`` (None: none) has
+    ``gt_mask_valid`` False in both frames, the object of ``garbage_id`` its mask inverted."""
+    torch.manual_seed(1)
+    batch = [_pair(), _pair()]
+    for pair in batch:
+        for name in ("instances", "ref_instances"):
+            inst = pair[name]
+            inst.gt_mask_valid = inst.gt_track_ids != (weak_id or -1)
+            inst.gt_aux = torch.zeros(len(inst), dtype=torch.bool)
+            masks = inst.gt_masks.tensor.clone()
+            garbage = inst.gt_track_ids == (garbage_id or -1)
+            masks[garbage] = ~masks[garbage]
+            inst.gt_masks = BitMasks(masks)
+    return batch
+
+
+@pytest.mark.parametrize("masks", ["agnostic", "specific"])
+def test_weakly_segmented_objects_give_no_mask_loss_gradient(masks):
+    """An object with gt_mask_valid False: whatever its mask, every loss and every gradient of
+    the step is the same (so none comes from its mask), while the same change to a valid
+    object's mask moves the mask losses; and it still trains the class loss."""
+    model = _tiny_model(*(CLASS_SPECIFIC if masks == "specific" else []))
+    base, base_grads = _step(model, _weak_pairs(2))
+    garbage, garbage_grads = _step(model, _weak_pairs(2, garbage_id=2))
+    assert base == garbage
+    assert base_grads.keys() == garbage_grads.keys()
+    assert all(torch.equal(base_grads[n], garbage_grads[n]) for n in base_grads)
+    # the same garbage mask on a valid object moves every mask loss: the check can fail
+    valid, _ = _step(model, _weak_pairs(None))
+    valid_garbage, _ = _step(model, _weak_pairs(None, garbage_id=2))
+    for k in ("loss_mask", "loss_mask_dice", "loss_tcis", "loss_semseg"):
+        assert valid[k] != valid_garbage[k], k
+    # weak or not, the object is in the box, class and track losses alike
+    for k in ("loss_cls", "loss_box_reg", "loss_track", "loss_multilabel"):
+        assert base[k] == pytest.approx(valid[k], rel=1e-6), k
+
+
+def test_only_weakly_segmented_objects_train_box_class_and_track_only():
+    """A batch whose every object has gt_mask_valid False: each mask loss is an exact zero
+    whose gradient is zero everywhere; the box, class and track losses train as usual."""
+    model = _tiny_model()
+    batch = _weak_pairs(1)
+    for pair in batch:
+        for name in ("instances", "ref_instances"):
+            pair[name].gt_mask_valid[:] = False
+    torch.manual_seed(2)
+    with EventStorage(0):
+        losses = model(batch)
+    for k in MASK_LOSSES:
+        assert losses[k].item() == 0.0, k
+    sum(losses[k] for k in MASK_LOSSES).backward(retain_graph=True)
+    assert all(p.grad is None or not p.grad.any() for p in model.parameters())
+    for k in ("loss_cls", "loss_box_reg", "loss_track", "loss_multilabel"):
+        assert losses[k].item() > 0, k
+    sum(losses[k] for k in ("loss_cls", "loss_box_reg", "loss_track")).backward()
+    roi = model.roi_heads
+    assert roi.box_predictor.cls_score.weight.grad.abs().sum() > 0
+    assert roi.track_head.fcs[0].weight.grad.abs().sum() > 0
+    mask_grad = roi.mask_head.predictor.weight.grad
+    assert mask_grad is None or not mask_grad.any()
+
+
+# One fixed-seed training step of a tiny model with every optional head, as main computed it
+# before multi-source data (commit daec447): a video-only batch with K = 0 must give the same.
+MAIN_LOSSES = {
+    "agnostic": {
+        "loss_box_reg": 0.2293788194656372, "loss_cls": 1.6568905115127563,
+        "loss_mask": 0.6932281255722046, "loss_mask_cls": 1.3950730562210083,
+        "loss_mask_dice": 0.17785975337028503, "loss_maskiou": 0.18445941805839539,
+        "loss_multilabel": 0.33926698565483093, "loss_rpn_cls": 0.6953561902046204,
+        "loss_rpn_loc": 0.007448338437825441, "loss_semseg": 0.8229950070381165,
+        "loss_tcis": 0.6932656168937683, "loss_track": 1.1027686595916748},
+    "specific": {
+        "loss_box_reg": 0.22931981086730957, "loss_cls": 1.6231557130813599,
+        "loss_mask": 0.6932313442230225, "loss_mask_cls": 1.389032006263733,
+        "loss_mask_dice": 0.17785780131816864, "loss_maskiou": 0.1858074814081192,
+        "loss_multilabel": 0.352354496717453, "loss_rpn_cls": 0.6953561902046204,
+        "loss_rpn_loc": 0.007448338437825441, "loss_semseg": 0.8403167128562927,
+        "loss_tcis": 0.6932748556137085, "loss_track": 1.10060715675354},
+}
+
+
+@pytest.mark.parametrize("fields", ["missing", "video-set defaults"])
+@pytest.mark.parametrize("masks", ["agnostic", "specific"])
+def test_video_only_step_has_main_losses(masks, fields):
+    """K = 0 (the default) and a batch without gt_aux / gt_mask_valid, or with them all False /
+    all True: the losses main gave, to float32 rounding across machines."""
+    model = _tiny_model(*(CLASS_SPECIFIC if masks == "specific" else []))
+    torch.manual_seed(1)
+    batch = [_pair(), _pair()]
+    if fields != "missing":
+        for pair in batch:
+            for name in ("instances", "ref_instances"):
+                n = len(pair[name])
+                pair[name].gt_aux = torch.zeros(n, dtype=torch.bool)
+                pair[name].gt_mask_valid = torch.ones(n, dtype=torch.bool)
+    torch.manual_seed(2)
+    with EventStorage(0):
+        losses = {k: float(v) for k, v in model(batch).items()}
+    assert losses == pytest.approx(MAIN_LOSSES[masks], rel=1e-5, abs=1e-7)

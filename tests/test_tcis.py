@@ -152,6 +152,21 @@ def test_pairs_only_instances_present_in_both_frames():
         tcis_instance_pairs([key], [dup])
 
 
+def test_pairs_leave_out_weak_masks_and_auxiliary_objects_on_request():
+    """An object whose mask is not valid in either frame is no TCIS instance; an auxiliary one
+    is, unless ``with_auxiliary`` is False (class-specific masks)."""
+    key = _frame([1, 2, 3, 4], [[0, 0, 10, 10]] * 4, [0, 1, 3, 0])
+    ref = _frame([4, 3, 2, 1], [[0, 0, 10, 10]] * 4, [0, 3, 1, 0])
+    key.gt_mask_valid = torch.tensor([True, False, True, True])  # 2: weak in the key frame
+    ref.gt_mask_valid = torch.tensor([False, True, True, True])  # 4: weak in the reference
+    key.gt_aux = torch.tensor([False, False, True, False])       # 3: auxiliary (class C = 3)
+    ref.gt_aux = torch.tensor([False, True, False, False])
+    (k, _), = tcis_instance_pairs([key], [ref])
+    assert key.gt_track_ids[k].tolist() == [1, 3]
+    (k, r), = tcis_instance_pairs([key], [ref], with_auxiliary=False)
+    assert key.gt_track_ids[k].tolist() == [1] and ref.gt_track_ids[r].tolist() == [1]
+
+
 def test_mask_loss_matches_mask_rcnn_loss_against_reference_gt():
     torch.manual_seed(3)
     ref = _frame([7, 8], [[8, 8, 40, 48], [60, 40, 100, 80]], [1, 3])

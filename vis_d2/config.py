@@ -85,6 +85,14 @@ def add_vis_config(cfg):
     # (True) or stop with an error (False), so a GPU run never trains on the CPU unnoticed.
     _C.MODEL.VIS.CPU_FALLBACK = False
 
+    # ---- multi-source data (paper Sec. 3.2) ----------------------------------------------------
+    _C.MODEL.VIS.MSD = CN()
+    # K auxiliary classes (Algorithm 1, vis_d2.modeling.auxiliary_classes): the box predictor has
+    # C + K class outputs, C = MODEL.ROI_HEADS.NUM_CLASSES; the objects of source classes the
+    # video set lacks train the K outputs, and no auxiliary class leaves the model. 0: those
+    # objects are dropped from the data.
+    _C.MODEL.VIS.MSD.NUM_AUX_CLASSES = 0
+
     # ---- weights files (vis_d2.engine.checkpoint) ---------------------------------------------
     _C.MODEL.VIS.CHECKPOINT = CN()
     # Open .pkl weights (detectron2 model zoo) reading only arrays; False: refuse (pickle runs code).

@@ -5,6 +5,7 @@ from .aux_heads import (
     multilabel_targets,
     semantic_targets,
 )
+from .auxiliary_classes import drop_auxiliary_outputs, relabel_auxiliary
 from .fpn import build_vis_resnet_fpn_backbone
 from .meta_arch import VideoRCNN
 from .mask_class_head import MaskClassHead
@@ -27,4 +28,6 @@ __all__ = [
     "SemSegAuxHead",
     "multilabel_targets",
     "semantic_targets",
+    "relabel_auxiliary",
+    "drop_auxiliary_outputs",
 ]

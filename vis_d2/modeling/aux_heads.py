@@ -10,6 +10,18 @@
 
 Both heads are built from the ``MODEL.VIS.SEMSEG`` / ``MODEL.VIS.MULTILABEL`` config groups
 (``from_config``) or from explicit arguments (LazyConfig); ``VideoRCNN`` owns and runs them.
+
+Multi-source data (paper Sec. 3.2, :mod:`vis_d2.modeling.instance_flags`): both heads keep the
+video set's C classes whatever the number K of auxiliary classes, since Algorithm 1 labels
+proposals and these heads see none.
+
+* An auxiliary object (``gt_aux``) is none of the C classes: the multi-label targets are exact
+  without it, so it adds no label; in the semantic map its pixels are ignored, because painting
+  them background would teach the shared features the very "other classes are background" that
+  the box head's auxiliary classes avoid.
+* A weakly segmented object (``gt_mask_valid`` False) still counts for the multi-label head
+  (a class-level target); a frame holding one gets no semantic map at all (every cell ignored),
+  as a box-only frame: where its mask is missing, its pixels would be painted background.
 """
 from typing import Dict, Sequence, Tuple
 
@@ -21,6 +33,8 @@ import fvcore.nn.weight_init as weight_init
 from detectron2.config import configurable
 from detectron2.layers import Conv2d, ShapeSpec, get_norm
 from detectron2.structures import BitMasks, Instances, PolygonMasks
+
+from .instance_flags import auxiliary_flags, mask_valid_flags
 
 __all__ = [
     "SemSegAuxHead",
@@ -71,10 +85,12 @@ def semantic_targets(
 
     Args:
         targets: per image, ``Instances`` with ``gt_classes`` (K,) and, for mask-annotated
-            images, ``gt_masks`` (K masks at ``image_sizes[i]``).
+            images, ``gt_masks`` (K masks at ``image_sizes[i]``); optional bool ``gt_aux``
+            (auxiliary objects: their pixels get ``ignore_value``) and ``gt_mask_valid``.
         image_sizes: per image, (H, W) of the real image inside the padded batch.
-        has_mask: per image, False for box-only sources. Those images, and images whose
-            instances have no ``gt_masks``, get an all-``ignore_value`` map (left out of the loss).
+        has_mask: per image, False for box-only sources. Those images, images whose
+            instances have no ``gt_masks`` and images with an instance whose ``gt_mask_valid``
+            is False get an all-``ignore_value`` map (left out of the loss).
         feature_size: (h, w) of the feature map the logits live on (padded batch / stride).
         stride: the feature map's stride in image pixels.
         num_classes: number of foreground classes; background is ``num_classes``.
@@ -93,7 +109,7 @@ def semantic_targets(
     for inst, (img_h, img_w), with_mask in zip(targets, image_sizes, has_mask):
         device = inst.gt_classes.device
         sem = torch.full((h, w), ignore_value, dtype=torch.int64, device=device)
-        if not (with_mask and inst.has("gt_masks")):
+        if not (with_mask and inst.has("gt_masks") and bool(mask_valid_flags(inst).all())):
             out.append(sem)
             continue
         ys = torch.arange(h, device=device) * stride + offset
@@ -103,15 +119,19 @@ def semantic_targets(
         masks = _mask_tensor(inst, (img_h, img_w))
         classes = inst.gt_classes.to(torch.int64)
         if len(classes) > 0:
-            if int(classes.min()) < 0 or int(classes.max()) >= num_classes:
+            aux = auxiliary_flags(inst)
+            target = classes[~aux]
+            if target.numel() and (int(target.min()) < 0 or int(target.max()) >= num_classes):
                 raise ValueError(
-                    f"semantic_targets: gt_classes {classes.tolist()} outside [0, {num_classes})"
+                    f"semantic_targets: gt_classes {classes.tolist()} outside [0, {num_classes}) "
+                    f"on an object that is not auxiliary (gt_aux {aux.tolist()})"
                 )
+            labels = torch.where(aux, torch.full_like(classes, ignore_value), classes)
             areas = masks.flatten(1).sum(dim=1)
             sampled = masks[:, ys][:, :, xs]
             # Largest first, so smaller instances are painted over it (stable: ties keep order).
             for k in torch.sort(areas, descending=True, stable=True).indices.tolist():
-                region[sampled[k]] = classes[k]
+                region[sampled[k]] = labels[k]
         sem[: len(ys), : len(xs)] = region
         out.append(sem)
     if not out:
@@ -296,7 +316,9 @@ class MultiLabelHead(nn.Module):
         return self.fc(x.mean(dim=(2, 3)))
 
     def losses(self, logits: torch.Tensor, targets: Sequence[Instances]) -> Dict[str, torch.Tensor]:
-        """{"loss_multilabel": mean BCE over (N, num_classes), times ``loss_weight``}."""
-        labels = multilabel_targets([t.gt_classes for t in targets], self.num_classes)
+        """{"loss_multilabel": mean BCE over (N, num_classes), times ``loss_weight``}; the
+        labels are the classes of each frame's objects that are not auxiliary (``gt_aux``)."""
+        labels = multilabel_targets([t.gt_classes[~auxiliary_flags(t)] for t in targets],
+                                    self.num_classes)
         loss = F.binary_cross_entropy_with_logits(logits, labels.to(logits.device))
         return {"loss_multilabel": loss * self.loss_weight}

@@ -42,10 +42,14 @@ class VideoRCNN(GeneralizedRCNN):
     frame, ``ref_image`` and ``ref_instances`` of the reference frame; ``instances`` carry
     ``gt_boxes``, ``gt_classes``, ``gt_track_ids`` and (unless the source is box-only)
     ``gt_masks``; optional ``has_mask`` (bool, default True) marks box-only pairs. Key and
-    reference frames go through the backbone in one batch.
+    reference frames go through the backbone in one batch. Multi-source data adds the bool
+    fields ``gt_aux`` (auxiliary objects, Algorithm 1) and ``gt_mask_valid`` (False: weakly
+    segmented, no mask loss), read as all False / all True where missing
+    (:mod:`vis_d2.modeling.instance_flags`).
 
     Inference ``batched_inputs[i]``: ``image`` (+ ``height``/``width``), as detectron2's
-    GeneralizedRCNN; output ``instances`` gain ``pred_embeds`` (R, D).
+    GeneralizedRCNN; output ``instances`` gain ``pred_embeds`` (R, D); their ``pred_classes``
+    are the video set's, in [0, C): the ROI heads drop the auxiliary classes.
     """
 
     @configurable

@@ -17,6 +17,20 @@ Optional components, each off by default:
   the box head's classes (:mod:`vis_d2.modeling.mask_class_head`).
 * A Dice loss on the masks (``MODEL.VIS.MASK_DICE_WEIGHT``): ``loss_mask_dice`` beside the
   per-pixel BCE, on the same 28x28 targets (:func:`mask_dice_loss`).
+
+Multi-source data (paper Sec. 3.2; the fields are read by :mod:`vis_d2.modeling.instance_flags`):
+
+* Auxiliary classes (``MODEL.VIS.MSD.NUM_AUX_CLASSES`` = K, Algorithm 1,
+  :mod:`vis_d2.modeling.auxiliary_classes`): every per-class output of the ROI heads spans
+  C + K classes (box predictor, class-specific mask head, MaskIoU and mask-class heads), and a
+  proposal matched to an auxiliary object (``gt_aux``) carries its Algorithm-1 label of this
+  step through all of them: with class-agnostic masks its mask trains the one mask like any
+  other, with class-specific ones the mask of that auxiliary class. TCIS pairs ground-truth
+  instances, which have no such label, so it takes auxiliary objects with class-agnostic masks
+  only. At inference the auxiliary classes are dropped before NMS: no detection of one leaves.
+* Weak segmentation (``gt_mask_valid`` False): the object trains the box, class and track
+  losses; its proposals never reach the mask head's losses (mask, Dice, MaskIoU, mask-class)
+  and it never enters TCIS.
 """
 from typing import Dict, List, Optional
 
@@ -25,11 +39,19 @@ import torch
 from detectron2.config import configurable
 from detectron2.layers import ShapeSpec
 from detectron2.modeling import ROI_HEADS_REGISTRY, StandardROIHeads
+from detectron2.modeling.roi_heads.fast_rcnn import fast_rcnn_inference
 from detectron2.modeling.roi_heads.mask_head import mask_rcnn_inference, mask_rcnn_loss
 from detectron2.modeling.roi_heads.roi_heads import select_foreground_proposals
 from detectron2.structures import Boxes, ImageList, Instances
 from detectron2.utils.events import get_event_storage
 
+from .auxiliary_classes import (
+    NUM_AUX_CLASSES_KEY,
+    check_num_aux_classes,
+    drop_auxiliary_outputs,
+    relabel_auxiliary,
+)
+from .instance_flags import auxiliary_flags, mask_valid_flags
 from .mask_class_head import MaskClassHead, mask_class_inference, mask_class_loss
 from .mask_iou_head import MaskIoUHead, mask_iou_inference, mask_iou_loss, mask_iou_targets
 from .tcis import TCIS, tcis_instance_pairs, tcis_mask_loss
@@ -90,6 +112,7 @@ class VISROIHeads(StandardROIHeads):
         mask_class_score_weight: float = 0.5,
         mask_class_on_gt_masks: bool = False,
         mask_dice_weight: float = 0.0,
+        num_aux_classes: int = 0,
         **kwargs,
     ):
         """
@@ -113,9 +136,22 @@ class VISROIHeads(StandardROIHeads):
                 same proposals as well as on the predicted ones.
             mask_dice_weight: weight of ``loss_mask_dice`` (:func:`mask_dice_loss` of the mask
                 logits against the mask loss's targets); 0 disables it.
+            num_aux_classes: K, the last K of the ``num_classes`` foreground classes are
+                auxiliary (Algorithm 1); ``num_classes`` is then C + K, as the box predictor's
+                and every other per-class head's outputs.
             kwargs: StandardROIHeads' arguments.
         """
         super().__init__(**kwargs)
+        self.num_aux_classes = check_num_aux_classes(num_aux_classes)
+        if self.num_aux_classes >= self.num_classes:
+            raise ValueError(f"VISROIHeads: {NUM_AUX_CLASSES_KEY} = {num_aux_classes} leaves none "
+                             f"of the {self.num_classes} classes to the video set (num_classes "
+                             "counts the video set's classes plus the auxiliary ones)")
+        # C: the classes a detection may have.
+        self.num_target_classes = self.num_classes - self.num_aux_classes
+        predictor = getattr(self.mask_head, "predictor", None) if self.mask_on else None
+        # TCIS takes auxiliary objects only where their mask needs no class: one mask output.
+        self.class_agnostic_mask = getattr(predictor, "out_channels", None) == 1
         self.track_head = track_head
         self.track_loss_weight = track_loss_weight
         if not (isinstance(track_detach_iters, int) and track_detach_iters >= 0):
@@ -150,7 +186,14 @@ class VISROIHeads(StandardROIHeads):
 
     @classmethod
     def from_config(cls, cfg, input_shape):
+        k = check_num_aux_classes(cfg.MODEL.VIS.MSD.NUM_AUX_CLASSES)
+        if k:
+            # Every per-class head is built for the C + K classes of the layout.
+            cfg = cfg.clone()
+            cfg.defrost()
+            cfg.MODEL.ROI_HEADS.NUM_CLASSES += k
         ret = super().from_config(cfg, input_shape)
+        ret["num_aux_classes"] = k
         ret.update(cls._init_track_head(cfg, input_shape))
         ret.update(cls._init_tcis_and_maskiou(cfg, input_shape))
         if cfg.MODEL.VIS.MASK_CLASS.ENABLED:
@@ -219,6 +262,9 @@ class VISROIHeads(StandardROIHeads):
             ref_features: backbone features of the reference frames (training only).
             ref_targets: ground-truth Instances of the reference frames, with ``gt_boxes`` and
                 ``gt_track_ids`` (and ``gt_classes``/``gt_masks`` for TCIS; training only).
+                Key and reference targets may carry the bool fields ``gt_aux`` and
+                ``gt_mask_valid`` (:mod:`vis_d2.modeling.instance_flags`); an object that is not
+                auxiliary must have a class in [0, C).
         Returns:
             training: (proposals, losses) with ``loss_track`` (and ``loss_tcis``,
             ``loss_maskiou`` when enabled) added to the Mask R-CNN losses.
@@ -229,11 +275,87 @@ class VISROIHeads(StandardROIHeads):
             return super().forward(images, features, proposals, None)
         if ref_features is None or ref_targets is None:
             raise ValueError("VISROIHeads needs ref_features and ref_targets in training")
+        self._check_targets(targets, ref_targets)
         proposals, losses = super().forward(images, features, proposals, targets)
         losses.update(self._forward_track(features, proposals, ref_features, ref_targets))
         if self.tcis is not None:
             losses.update(self._forward_tcis(features, targets, ref_features, ref_targets))
         return proposals, losses
+
+    def _check_targets(self, targets: List[Instances], ref_targets: List[Instances]) -> None:
+        """A ValueError naming the pair and frame where an auxiliary object comes without
+        auxiliary classes (K = 0) or another object has a class outside [0, C)."""
+        c, k = self.num_target_classes, self.num_aux_classes
+        frames = [(i, name, t) for name, ts in (("key", targets), ("reference", ref_targets))
+                  for i, t in enumerate(ts) if len(t) > 0]
+        if not frames:
+            return
+        # One flag per frame, read back once: a frame-by-frame check would wait on the GPU
+        # for each frame.
+        bad = torch.stack([
+            (auxiliary_flags(t) & (k == 0)).any()
+            | (~auxiliary_flags(t) & ((t.gt_classes < 0) | (t.gt_classes >= c))).any()
+            for _, _, t in frames])
+        if not bool(bad.any()):
+            return
+        i, name, t = frames[int(bad.nonzero()[0])]
+        aux = auxiliary_flags(t)
+        if k == 0 and bool(aux.any()):
+            raise ValueError(
+                f"VISROIHeads: pair {i}: the {name} frame has {int(aux.sum())} auxiliary objects "
+                f"(gt_aux True) but {NUM_AUX_CLASSES_KEY} is 0; with 0 the data must drop them")
+        raise ValueError(
+            f"VISROIHeads: pair {i}: the {name} frame's gt_classes {t.gt_classes.tolist()} "
+            f"(gt_aux {aux.tolist()}) give an object that is not auxiliary a class outside "
+            f"[0, {c}) (MODEL.ROI_HEADS.NUM_CLASSES)")
+
+    def _forward_box(self, features: Dict[str, torch.Tensor], proposals: List[Instances]):
+        """StandardROIHeads' box branch; with K auxiliary classes, training first relabels the
+        proposals matched to auxiliary objects (Algorithm 1, in place, so that the mask branch
+        reads the same labels) and inference drops the auxiliary classes before the score
+        threshold, NMS and top-k. With K = 0 it is detectron2's own."""
+        if self.num_aux_classes == 0:
+            return super()._forward_box(features, proposals)
+        box_features = self.box_pooler([features[f] for f in self.box_in_features],
+                                       [x.proposal_boxes for x in proposals])
+        predictions = self.box_predictor(self.box_head(box_features))
+        del box_features
+        predictor = self.box_predictor
+        if self.training:
+            self._relabel_auxiliary(proposals, predictions[0])
+            losses = predictor.losses(predictions, proposals)
+            if self.train_on_pred_boxes:  # in place, so after the losses (as detectron2)
+                with torch.no_grad():
+                    pred_boxes = predictor.predict_boxes_for_gt_classes(predictions, proposals)
+                    for p, b in zip(proposals, pred_boxes):
+                        p.proposal_boxes = Boxes(b)
+            return losses
+        boxes, probs = drop_auxiliary_outputs(
+            predictor.predict_boxes(predictions, proposals),
+            predictor.predict_probs(predictions, proposals),
+            self.num_target_classes, self.num_aux_classes,
+            box_dim=len(predictor.box2box_transform.weights))
+        pred_instances, _ = fast_rcnn_inference(
+            boxes, probs, [x.image_size for x in proposals], predictor.test_score_thresh,
+            predictor.test_nms_thresh, predictor.test_topk_per_image)
+        return pred_instances
+
+    def _relabel_auxiliary(self, proposals: List[Instances], class_scores: torch.Tensor) -> None:
+        """Algorithm 1 on the sampled proposals (in place on their ``gt_classes``), given the
+        box predictor's (sum_i R_i, C + K + 1) class logits; logs how many proposals it
+        relabelled and the share that kept their predicted auxiliary class."""
+        is_aux = torch.cat([auxiliary_flags(p) & (p.gt_classes != self.num_classes)
+                            for p in proposals])
+        labels, from_scores = relabel_auxiliary(
+            torch.cat([p.gt_classes for p in proposals]), is_aux, class_scores,
+            self.num_target_classes, self.num_aux_classes)
+        for p, new in zip(proposals, labels.split([len(p) for p in proposals])):
+            p.gt_classes = new
+        n = int(is_aux.sum())
+        storage = get_event_storage()
+        storage.put_scalar("msd/aux_proposals", n)
+        if n:
+            storage.put_scalar("msd/aux_label_from_scores", float(from_scores.sum()) / n)
 
     def _forward_track(self, features, proposals, ref_features, ref_targets):
         if self.track_detach_iters > 0 and get_event_storage().iter < self.track_detach_iters:
@@ -260,7 +382,8 @@ class VISROIHeads(StandardROIHeads):
     def _forward_tcis(self, features, targets, ref_features, ref_targets):
         """``loss_tcis``: the shared mask head on ``TCIS(F_t, F_t+d, m_t)`` against the
         reference-frame ground-truth masks, over instances present in both frames."""
-        pairs = tcis_instance_pairs(targets, ref_targets)
+        pairs = tcis_instance_pairs(targets, ref_targets,
+                                    with_auxiliary=self.class_agnostic_mask)
         num = sum(len(k) for k, _ in pairs)
         get_event_storage().put_scalar("tcis/num_instances", num)
         if num == 0:
@@ -283,7 +406,8 @@ class VISROIHeads(StandardROIHeads):
         """As StandardROIHeads, except that
 
         * training images without ground-truth masks (box-only datasets such as OpenImages,
-          paper Sec. 3.2) are left out of the mask loss;
+          paper Sec. 3.2) and proposals of objects whose mask is not valid (``gt_mask_valid``
+          False: weak segmentation) are left out of every mask loss;
         * with the MaskIoU head, training adds ``loss_maskiou`` and inference rescores.
 
         Returns:
@@ -306,6 +430,7 @@ class VISROIHeads(StandardROIHeads):
             return instances
 
         fg, _ = select_foreground_proposals(instances, self.num_classes)
+        fg = [p[mask_valid_flags(p)] for p in fg]
         keep = [i for i, p in enumerate(fg) if p.has("gt_masks") and len(p) > 0]
         if not keep:
             losses = {"loss_mask": _zero_loss(self.mask_head)}

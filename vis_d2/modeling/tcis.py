@@ -26,6 +26,8 @@ from detectron2.layers import Conv2d, ShapeSpec
 from detectron2.modeling.backbone.resnet import BasicBlock, BottleneckBlock
 from detectron2.structures import Instances
 
+from .instance_flags import auxiliary_flags, mask_valid_flags
+
 __all__ = ["CorrelationTransform", "TCIS", "tcis_instance_pairs", "tcis_mask_loss"]
 
 _BLOCKS = ("BottleneckBlock", "BasicBlock")
@@ -148,13 +150,17 @@ def _not_crowd(inst: Instances) -> torch.Tensor:
     return torch.ones_like(inst.gt_track_ids, dtype=torch.bool)
 
 
-def tcis_instance_pairs(targets: List[Instances],
-                        ref_targets: List[Instances]) -> List[Tuple[torch.Tensor, torch.Tensor]]:
+def tcis_instance_pairs(targets: List[Instances], ref_targets: List[Instances],
+                        with_auxiliary: bool = True) -> List[Tuple[torch.Tensor, torch.Tensor]]:
     """The ground-truth instances TCIS trains on, per training pair.
 
     An instance qualifies when its ``gt_track_ids`` is in both frames, neither frame marks it as
     crowd (optional bool field ``gt_is_crowd``; the pair mappers already drop crowd
-    annotations) and both frames have ``gt_masks`` (box-only sources give no mask target).
+    annotations), both frames have ``gt_masks`` (box-only sources give no mask target), and
+    neither frame marks its mask as not valid (optional ``gt_mask_valid``: weak segmentation).
+    With ``with_auxiliary`` False, auxiliary objects (optional ``gt_aux``) do not qualify:
+    a class-specific mask head has no mask for their class (Algorithm 1 labels proposals, not
+    ground truth).
 
     Returns:
         one ``(key_idx, ref_idx)`` pair of (P_k,) long tensors per training pair:
@@ -180,7 +186,11 @@ def tcis_instance_pairs(targets: List[Instances],
                                  f"(gt_track_ids {ids.tolist()})")
         ref_ids = ref.gt_track_ids.to(device)
         same = key.gt_track_ids[:, None] == ref_ids[None, :]
-        same &= _not_crowd(key)[:, None] & _not_crowd(ref).to(device)[None, :]
+        key_ok = _not_crowd(key) & mask_valid_flags(key)
+        ref_ok = _not_crowd(ref) & mask_valid_flags(ref)
+        if not with_auxiliary:
+            key_ok, ref_ok = key_ok & ~auxiliary_flags(key), ref_ok & ~auxiliary_flags(ref)
+        same &= key_ok[:, None] & ref_ok.to(device)[None, :]
         key_idx, ref_idx = same.nonzero(as_tuple=True)
         out.append((key_idx, ref_idx))
     return out
