@@ -577,7 +577,7 @@ def test_train_loader_mixes_video_and_image_pairs(tmp_path, registered, caplog):
     with caplog.at_level(logging.INFO, logger="vis_d2.data.build"):
         dicts = get_vis_train_dataset_dicts(cfg.DATASETS.TRAIN)
     assert len(dicts) == 2
-    assert any("Removed 1 of 2 videos" in m for m in caplog.messages)
+    assert any("'vistest_mix_videos'" in m and "kept 1 of 2 videos" in m for m in caplog.messages)
     mapper = PairDatasetMapper(cfg)
     assert mapper(dicts[1])["pseudo_ref"] is True and mapper(dicts[0])["pseudo_ref"] is False
     batch = next(iter(build_vis_train_loader(cfg)))
@@ -587,30 +587,43 @@ def test_train_loader_mixes_video_and_image_pairs(tmp_path, registered, caplog):
         assert item["video_id"] in (7, 1)
 
 
-def test_later_training_sets_map_categories_by_name(tmp_path, registered, caplog):
-    record = write_video(str(tmp_path / "v"))  # its instances are of contiguous class 0
-    registered("vistest_names_videos", [record], evaluator_type="ytvis", thing_classes=["b", "a"])
+def test_later_training_sets_match_names_only_when_opted_in(tmp_path, registered, caplog):
+    record = write_video(str(tmp_path / "v"))  # its instances are of contiguous classes 1, 3
+    registered("vistest_names_videos", [record], evaluator_type="ytvis",
+               thing_classes=["b", "a", "x", "y"])
     (img,) = write_coco(tmp_path, name="img.json")
     # Contiguous ids in the image set's own classes ["a", "b", "c"]: a, c, and a crowd "a".
     img["annotations"] = [dict(a, category_id=c) for a, c in zip(img["annotations"], (0, 2, 0))]
     only_c = dict(img, image_id=2, annotations=[dict(img["annotations"][1])])
     registered("vistest_names_images", [img, only_c], thing_classes=["a", "b", "c"])
+    names = ["vistest_names_videos", "vistest_names_images"]
+    # No class map links the two and no opt-in: names are not matched silently.
+    with pytest.raises(ValueError, match=r"'vistest_names_images' \(taxonomy None\) has other "
+                       r"classes .* no class map .*match_classes_by_name=True"):
+        get_vis_train_sources(names)
+
+    MetadataCatalog.get("vistest_names_images").match_classes_by_name = True
     with caplog.at_level(logging.INFO, logger="vis_d2.data.build"):
-        videos, images = get_vis_train_sources(["vistest_names_videos", "vistest_names_images"])
+        videos, images = get_vis_train_sources(names)
     assert videos == [record]  # the first set's classes are the model's: unchanged
+    # "a" -> 1; "c" has no counterpart: auxiliary, dropped with K = 0 (and so is the image
+    # holding only a "c").
     assert [[a["category_id"] for a in d["annotations"]] for d in images] == [[1, 1]]
     assert [a["iscrowd"] for a in images[0]["annotations"]] == [0, 1]
     assert [a["category_id"] for a in img["annotations"]] == [0, 2, 0]  # the catalog's dicts kept
-    assert any("not trained as objects" in m and "c (2 instances)" in m for m in caplog.messages)
-    assert any("Removed 1 of 2 images of 'vistest_names_images'" in m for m in caplog.messages)
+    assert any("'vistest_names_images' (classes matched by name" in m and "kept 1 of 2 images"
+               in m and "1 mapped, 0 auxiliary, 2 dropped" in m for m in caplog.messages)
 
-    registered("vistest_names_other", [img], thing_classes=["x", "y", "z"])
+    registered("vistest_names_other", [img], thing_classes=["p", "q", "r"],
+               match_classes_by_name=True)
     message = "'vistest_names_other' and 'vistest_names_videos' share no"
     with pytest.raises(ValueError, match=message):
         get_vis_train_sources(["vistest_names_videos", "vistest_names_other"])
     bad_id = dict(img, annotations=[dict(img["annotations"][0], category_id=5)])
-    registered("vistest_names_bad_id", [bad_id], thing_classes=["a", "c"])
-    with pytest.raises(ValueError, match="'vistest_names_bad_id': category_id 5 is not an index"):
+    registered("vistest_names_bad_id", [bad_id], thing_classes=["a", "c"],
+               match_classes_by_name=True)
+    with pytest.raises(ValueError, match=r"'vistest_names_bad_id', image 1 .* category_id 5 is "
+                                         "not an index"):
         get_vis_train_sources(["vistest_names_videos", "vistest_names_bad_id"])
     registered("vistest_names_unnamed", [img])
     with pytest.raises(ValueError, match="'vistest_names_unnamed' has no 'thing_classes'"):

@@ -15,7 +15,7 @@ arguments (dataset, mapper, batch size, ...) for LazyConfig files.
 """
 import difflib
 import logging
-from typing import Callable, List, Optional, Sequence, Union
+from typing import Callable, List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.utils.data as torchdata
@@ -35,10 +35,10 @@ from detectron2.data.samplers import (
 
 from .copy_paste import CopyPaste
 from .instance_recolor import InstanceRecolor
+from .mixing import SourceStats, check_video_set_classes, mix_source, source_class_mapping
 from .pseudo_pair_mapper import PseudoPairDatasetMapper
 from .video_pair_mapper import VideoPairDatasetMapper
 from .video_test_mapper import VideoTestDatasetMapper
-from .video_record import annotated_frame_indices
 
 __all__ = [
     "UnknownDatasetError",
@@ -47,6 +47,7 @@ __all__ = [
     "verify_datasets",
     "get_dataset_dicts_by_name",
     "is_video_dataset",
+    "mix_training_sources",
     "get_vis_train_sources",
     "get_vis_train_dataset_dicts",
     "source_repeat_factors",
@@ -99,8 +100,8 @@ def check_num_classes(num_classes: int, train_names: Sequence[str], test_names: 
     Raise ValueError naming the dataset, both numbers and ``key`` when the model's class count
     differs from the categories of the first training set or of a test set (fewer classes end
     in an IndexError inside detectron2's losses, more in an evaluation that cannot map the
-    predicted classes). Later training sets are exempt: their categories are mapped by name
-    onto the first's (:func:`get_vis_train_sources`).
+    predicted classes). Later training sets are exempt: their categories are mapped onto the
+    first's (:func:`mix_training_sources`).
     """
     for kind, names in (("training set", list(train_names)[:1]),
                         ("test set", list(test_names))):
@@ -154,155 +155,113 @@ def is_video_dataset(name: str, dicts: Sequence[dict]) -> bool:
     return n_video > 0
 
 
-def _has_annotated_instance(d: dict, is_video: bool) -> bool:
-    if is_video:
-        return len(annotated_frame_indices(d)) > 0
-    return any(a.get("iscrowd", 0) == 0 for a in d.get("annotations", ()))
+def _num_aux_classes(value) -> int:
+    """K = MODEL.VIS.MSD.NUM_AUX_CLASSES as an int >= 0 (ValueError naming the key)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"MODEL.VIS.MSD.NUM_AUX_CLASSES must be an int >= 0, got {value!r}")
+    return value
 
 
-def _annotation_lists(record: dict, is_video: bool) -> List[list]:
-    """The annotation lists of a record: one per frame of a video, the one list of an image."""
-    return list(record.get("annotations", ())) if is_video else [record.get("annotations", [])]
-
-
-def _map_categories_by_name(name: str, dicts: List[dict], is_video: bool,
-                            target_name: str, target_classes: Sequence[str]) -> List[dict]:
+def mix_training_sources(names: Sequence[str], mask_on: bool = False, num_aux_classes: int = 0
+                         ) -> Tuple[List[List[dict]], List[SourceStats]]:
     """
-    Copies of `name`'s records with each ``category_id`` (contiguous, in `name`'s own
-    ``thing_classes``) renumbered to the class of the same name in `target_classes`.
-    Instances of classes the target lacks are dropped: they stay in the pixels as background.
+    The records of each training dataset of ``names`` in the classes of the first one, and what
+    mixing did to each (:mod:`vis_d2.data.mixing`): video records or COCO image dicts without the
+    videos/images that have no non-crowd instance left (they cannot give a pair).
 
-    Raises:
-        ValueError naming both datasets when they share no class, or `name` has no
-        ``thing_classes``.
-    """
-    classes = MetadataCatalog.get(name).get("thing_classes", None)
-    if classes is None:
-        raise ValueError(f"training set '{name}' has no 'thing_classes' in its metadata, so its "
-                         f"categories cannot be matched to those of '{target_name}'")
-    if list(classes) == list(target_classes):
-        return dicts
-    index = {c: i for i, c in enumerate(target_classes)}
-    to_target = {i: index[c] for i, c in enumerate(classes) if c in index}
-    if not to_target:
-        raise ValueError(f"training sets '{name}' and '{target_name}' share no category "
-                         f"({list(classes)} vs {list(target_classes)})")
-    dropped = {}
-    out = []
-    for d in dicts:
-        lists = []
-        for annos in _annotation_lists(d, is_video):
-            kept = []
-            for a in annos:
-                c = a["category_id"]
-                if c in to_target:
-                    kept.append(dict(a, category_id=to_target[c]))
-                elif isinstance(c, int) and 0 <= c < len(classes):
-                    dropped[classes[c]] = dropped.get(classes[c], 0) + 1
-                else:
-                    raise ValueError(f"training set '{name}': category_id {c!r} is not an index "
-                                     f"into its {len(classes)} thing_classes")
-            lists.append(kept)
-        out.append(dict(d, annotations=lists if is_video else lists[0]))
-    if dropped:
-        logger.info(
-            f"'{name}': categories mapped by name onto those of '{target_name}'; not trained as "
-            f"objects (classes '{target_name}' lacks): "
-            + ", ".join(f"{c} ({n} instances)" for c, n in sorted(dropped.items()))
-        )
-    return out
-
-
-def _count_instances_without_mask(records: Sequence[dict], is_video: bool):
-    """(non-crowd instances, those of them without "segmentation") over all frames/images."""
-    total = without = 0
-    for d in records:
-        for annos in _annotation_lists(d, is_video):
-            for a in annos:
-                if a.get("iscrowd", 0) == 0:
-                    total += 1
-                    without += "segmentation" not in a
-    return total, without
-
-
-def get_vis_train_sources(names: Sequence[str], mask_on: bool = False) -> List[List[dict]]:
-    """
-    The records of each training dataset of ``names`` (video records or COCO image dicts),
-    without the videos/images that have no non-crowd instance (they cannot give a pair).
-
-    The first dataset's ``thing_classes`` are the model's classes. A later dataset with other
-    classes has its categories mapped onto them by name, and its instances of classes the first
-    one lacks are dropped (e.g. the synthetic image set's extra shapes next to the video set).
-    A dataset with instances without a mask gets a warning giving their count (pairs with such
-    an instance train no mask loss).
+    The first dataset's ``thing_classes`` are the model's C classes and its annotations must lie
+    in them. A later dataset with other classes is mapped by the class map between the two
+    taxonomies (or by name, when it opted in); its other classes are auxiliary: category id C
+    and ``"aux": True`` with ``num_aux_classes`` K > 0, dropped with K = 0. A dataset with
+    ``weak_segmentation`` metadata trains no mask (``"mask_valid": False``). One log line per
+    source gives the records kept and the instances mapped, auxiliary and dropped.
 
     Args:
         names: registered dataset names (cfg.DATASETS.TRAIN).
         mask_on: the model has a mask head (cfg.MODEL.MASK_ON); then at least one instance of
-            the training sets must have a mask.
+            the training sets must have a usable mask.
+        num_aux_classes: K, cfg.MODEL.VIS.MSD.NUM_AUX_CLASSES.
 
     Returns:
-        one list of records per name, in the order of ``names``.
+        (one list of records per name, one :class:`~vis_d2.data.mixing.SourceStats` per name),
+        in the order of ``names``.
 
     Raises:
         UnknownDatasetError for a name that is not registered;
         ValueError naming the json when a video set has no annotations (a split for inference);
-        "training set X has no annotated instance" when nothing of X is left; when a dataset
-        shares no category with the first; with ``mask_on``, when no instance has a mask.
+        naming the annotation when the first set has an id outside its classes or an auxiliary
+        one; naming both datasets when a source's classes cannot be mapped
+        (:func:`~vis_d2.data.mixing.source_class_mapping`); "training set X has no annotated
+        instance" when nothing of X is left; with ``mask_on``, when no instance has a mask.
     """
     if isinstance(names, str):
         names = [names]
     if len(names) == 0:
         raise ValueError("DATASETS.TRAIN is empty")
-    sources = []
+    num_aux_classes = _num_aux_classes(num_aux_classes)
+    sources, all_stats = [], []
     num_masked = 0
     for i, name in enumerate(names):
         dicts = get_dataset_dicts_by_name(name)
         video = is_video_dataset(name, dicts)
+        meta = MetadataCatalog.get(name)
         if video and dicts and not any(d.get("has_gt", True) for d in dicts):
-            json_file = dicts[0].get("json_file") or MetadataCatalog.get(name).get("json_file")
+            json_file = dicts[0].get("json_file") or meta.get("json_file")
             raise ValueError(
                 f"training set '{name}' ({json_file}) has no annotations: cannot train on it "
                 "(a split without ground truth is for inference only)"
             )
         if i == 0:
-            target_classes = MetadataCatalog.get(name).get("thing_classes", None)
+            target_classes = meta.get("thing_classes", None)
+            num_classes = None if target_classes is None else len(target_classes)
+            if num_classes is not None:
+                check_video_set_classes(name, dicts, video, num_classes)
+            mapping, how = None, "the video set's classes"
         elif target_classes is not None:
-            dicts = _map_categories_by_name(name, dicts, video, names[0], target_classes)
-        kept = [d for d in dicts if _has_annotated_instance(d, video)]
-        kind = "videos" if video else "images"
-        if len(kept) < len(dicts):
-            logger.info(
-                f"Removed {len(dicts) - len(kept)} of {len(dicts)} {kind} of '{name}' that have "
-                "no annotated non-crowd instance."
-            )
+            mapping, how = source_class_mapping(name, names[0], target_classes)
+        else:
+            mapping, how = None, "ids kept: the first training set has no thing_classes"
+        kept, stats = mix_source(name, dicts, video, mapping, num_classes or 0, num_aux_classes,
+                                 bool(meta.get("weak_segmentation", False)), how)
+        logger.info(stats.summary(num_aux_classes))
         if not kept:
             raise ValueError(
                 f"training set '{name}' has no annotated instance (none of its {len(dicts)} "
-                f"{kind} has a non-crowd annotation; is it a split without ground truth?)"
+                f"{stats.kind} has a non-crowd annotation"
+                + (" of a kept class" if stats.dropped else "")
+                + "; is it a split without ground truth?)"
             )
-        logger.info(f"Training on {len(kept)} {kind} of '{name}'.")
-        total, without = _count_instances_without_mask(kept, video)
-        num_masked += total - without
-        if without:
+        total = stats.mapped + stats.auxiliary
+        num_masked += total - stats.without_mask
+        if stats.without_mask and not stats.weak_segmentation:
             logger.warning(
-                f"training set '{name}': {without} of its {total} non-crowd instances "
-                f"({'per frame' if video else 'per image'}) have no mask; the pairs holding "
-                "one train no mask loss."
+                f"training set '{name}': {stats.without_mask} of its {total} non-crowd instances "
+                f"({'per frame' if video else 'per image'}) have no mask; they train no mask "
+                "loss."
             )
         sources.append(kept)
+        all_stats.append(stats)
     if mask_on and num_masked == 0:
         raise ValueError(
             f"MODEL.MASK_ON is True but no instance of the training sets {list(names)} has a "
-            "mask (box-only annotations): the mask head would never train. Set MODEL.MASK_ON "
-            "False or add a training set with masks."
+            "mask (box-only annotations or weak segmentation): the mask head would never train. "
+            "Set MODEL.MASK_ON False or add a training set with masks."
         )
-    return sources
+    return sources, all_stats
 
 
-def get_vis_train_dataset_dicts(names: Sequence[str], mask_on: bool = False) -> List[dict]:
-    """The records of :func:`get_vis_train_sources` (``names``, ``mask_on``) in one list."""
-    return [d for source in get_vis_train_sources(names, mask_on) for d in source]
+def get_vis_train_sources(names: Sequence[str], mask_on: bool = False,
+                          num_aux_classes: int = 0) -> List[List[dict]]:
+    """The records of :func:`mix_training_sources` (``names``, ``mask_on``,
+    ``num_aux_classes``): one list per name."""
+    return mix_training_sources(names, mask_on, num_aux_classes)[0]
+
+
+def get_vis_train_dataset_dicts(names: Sequence[str], mask_on: bool = False,
+                                num_aux_classes: int = 0) -> List[dict]:
+    """The records of :func:`get_vis_train_sources` (same arguments) in one list."""
+    return [d for source in get_vis_train_sources(names, mask_on, num_aux_classes)
+            for d in source]
 
 
 def source_repeat_factors(sizes: Sequence[int], weights: Sequence[float]) -> torch.Tensor:
@@ -381,7 +340,8 @@ class PairDatasetMapper:
 
 def _train_loader_from_config(cfg, mapper=None, sampler=None):
     """``build_vis_train_loader(cfg[, mapper, sampler])`` -> its explicit arguments."""
-    sources = get_vis_train_sources(cfg.DATASETS.TRAIN, cfg.MODEL.MASK_ON)
+    sources = get_vis_train_sources(cfg.DATASETS.TRAIN, cfg.MODEL.MASK_ON,
+                                    cfg.MODEL.VIS.MSD.NUM_AUX_CLASSES)
     weights = list(cfg.DATALOADER.VIS.SOURCE_WEIGHTS)
     if mapper is None:
         mapper = PairDatasetMapper(cfg, True)

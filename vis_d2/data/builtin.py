@@ -25,6 +25,7 @@ logger = logging.getLogger(__name__)
 
 # name: (json file, image root, categories, has_gt); paths relative to the datasets root.
 # The official valid/test jsons carry no ground truth (scores come from the CodaLab servers).
+# Each dataset's metadata names its taxonomy (``categories.py``: the class maps between them).
 _PREDEFINED_VIDEO_SPLITS = {
     "ytvis_2019_train": (
         "ytvis_2019/train.json", "ytvis_2019/train/JPEGImages", YTVIS_2019_CATEGORIES, True
@@ -55,10 +56,18 @@ _SYNTHVIS_VIDEO_SPLITS = {
     "synthvis_train": ("synthvis/train.json", "synthvis/JPEGImages"),
     "synthvis_val": ("synthvis/valid.json", "synthvis/JPEGImages"),
 }
-_SYNTHVIS_IMAGE_SPLITS = {  # COCO format
-    "synthvis_images_train": ("synthvis/images_train.json", "synthvis/images"),
-    "synthvis_images_train_boxonly": ("synthvis/images_train_boxonly.json", "synthvis/images"),
+# COCO format: name: (json, image root, taxonomy, weak segmentation).
+_SYNTHVIS_IMAGE_SPLITS = {
+    "synthvis_images_train": ("synthvis/images_train.json", "synthvis/images", "synthvis_images",
+                              False),
+    "synthvis_images_train_boxonly": ("synthvis/images_train_boxonly.json", "synthvis/images",
+                                      "synthvis_images", False),
 }
+
+# detectron2's own COCO registrations (on ``import detectron2.data``) get the taxonomy of their
+# category list, so the class maps find them.
+_COCO_NAMES = ("coco_2017_train", "coco_2017_val", "coco_2017_val_100", "coco_2014_train",
+               "coco_2014_val", "coco_2014_minival", "coco_2014_valminusminival")
 
 # Sources of the local train_sub/valid_sub splits written by ``python -m vis_d2.data.split``:
 # prefix: (train json whose directory holds the splits, train image root, categories or None to
@@ -89,15 +98,22 @@ def _already_registered(name: str, metadata: dict) -> bool:
     return False
 
 
-def _register_video(name, json_file, image_root, categories, has_gt) -> None:
-    metadata = dict(categories_to_metadata(categories), has_gt=has_gt)
+def _taxonomy(categories) -> str:
+    """The taxonomy of a builtin category list (``categories.py``)."""
+    return {id(YTVIS_2019_CATEGORIES): "ytvis_2019", id(YTVIS_2021_CATEGORIES): "ytvis_2021",
+            id(OVIS_CATEGORIES): "ovis"}[id(categories)]
+
+
+def _register_video(name, json_file, image_root, categories, has_gt, taxonomy) -> None:
+    metadata = dict(categories_to_metadata(categories), has_gt=has_gt, taxonomy=taxonomy)
     full = dict(metadata, json_file=json_file, image_root=image_root, evaluator_type="ytvis")
     if not _already_registered(name, full):
         register_ytvis_instances(name, metadata, json_file, image_root)
 
 
-def _register_coco(name, json_file, image_root, categories) -> None:
-    metadata = categories_to_metadata(categories)
+def _register_coco(name, json_file, image_root, categories, taxonomy, weak) -> None:
+    metadata = dict(categories_to_metadata(categories), taxonomy=taxonomy,
+                    weak_segmentation=weak)
     full = dict(metadata, json_file=json_file, image_root=image_root, evaluator_type="coco")
     if not _already_registered(name, full):
         register_coco_instances(name, metadata, json_file, image_root)
@@ -131,7 +147,7 @@ def register_all_ytvis(root: str) -> List[str]:
     names = []
     for name, (json_rel, image_rel, categories, has_gt) in _PREDEFINED_VIDEO_SPLITS.items():
         json_file, image_root = os.path.join(root, json_rel), os.path.join(root, image_rel)
-        _register_video(name, json_file, image_root, categories, has_gt)
+        _register_video(name, json_file, image_root, categories, has_gt, _taxonomy(categories))
         names.append(name)
 
     for name, (json_rel, image_rel) in _SYNTHVIS_VIDEO_SPLITS.items():
@@ -139,14 +155,16 @@ def register_all_ytvis(root: str) -> List[str]:
         header = PathManager.exists(json_file) and _read_json_header(json_file)
         if header:
             image_root = os.path.join(root, image_rel)
-            _register_video(name, json_file, image_root, header["categories"], header["has_gt"])
+            _register_video(name, json_file, image_root, header["categories"], header["has_gt"],
+                            "synthvis")
             names.append(name)
 
-    for name, (json_rel, image_rel) in _SYNTHVIS_IMAGE_SPLITS.items():
+    for name, (json_rel, image_rel, taxonomy, weak) in _SYNTHVIS_IMAGE_SPLITS.items():
         json_file = os.path.join(root, json_rel)
         header = PathManager.exists(json_file) and _read_json_header(json_file)
         if header:
-            _register_coco(name, json_file, os.path.join(root, image_rel), header["categories"])
+            _register_coco(name, json_file, os.path.join(root, image_rel), header["categories"],
+                           taxonomy, weak)
             names.append(name)
 
     for prefix, (train_rel, image_rel, categories) in _SUB_SPLIT_SOURCES.items():
@@ -162,7 +180,7 @@ def register_all_ytvis(root: str) -> List[str]:
                     continue
                 cats = header["categories"]
             name = f"{prefix}_{split}_sub"
-            _register_video(name, json_file, os.path.join(root, image_rel), cats, True)
+            _register_video(name, json_file, os.path.join(root, image_rel), cats, True, prefix)
             names.append(name)
     return names
 
@@ -171,3 +189,6 @@ if __name__.endswith(".builtin"):
     # Like detectron2's own builtin datasets: registered on import, paths under DETECTRON2_DATASETS.
     _root = os.path.expanduser(os.getenv("DETECTRON2_DATASETS", "datasets"))
     register_all_ytvis(_root)
+    for _name in _COCO_NAMES:
+        if _name in DatasetCatalog:
+            MetadataCatalog.get(_name).set(taxonomy="coco")
