@@ -1,17 +1,24 @@
-"""Multi-source data (issue 24): the class maps and mixing sources into the video set's
-classes."""
+"""Multi-source data (issue 24): the class maps, mixing sources into the video set's classes, and
+the ``gt_aux`` / ``gt_mask_valid`` fields of the training pairs."""
 import logging
 
+import cv2
 import numpy as np
 import pycocotools.mask as mask_util
 import pytest
+import torch
 
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.data.datasets.builtin_meta import COCO_CATEGORIES
 from detectron2.structures import BoxMode
 
+from helpers import boxed_instances
+from vis_d2.config import get_vis_cfg
 from vis_d2.data import categories as cats
-from vis_d2.data.build import mix_training_sources
+from vis_d2.data.build import build_vis_train_loader, mix_training_sources
+from vis_d2.data.copy_paste import CopyPaste
+from vis_d2.data.pseudo_pair_mapper import AffineTransform, PseudoPairDatasetMapper
+from vis_d2.data.video_pair_mapper import VideoPairDatasetMapper
 from vis_d2.data.ytvis import categories_to_metadata
 
 H, W = 24, 32
@@ -189,3 +196,112 @@ def test_weak_segmentation_source_keeps_boxes_and_marks_masks(registered, caplog
     registered("msdtest_weak_alone", _coco_images(), **_coco_meta(weak_segmentation=True))
     with pytest.raises(ValueError, match="no instance of the training sets .* has a mask"):
         mix_training_sources(["msdtest_weak_alone"], mask_on=True)
+
+
+def test_train_loader_reads_num_aux_classes(registered, tmp_path):
+    """build_vis_train_loader(cfg): K from MODEL.VIS.MSD.NUM_AUX_CLASSES reaches the pairs."""
+    for name in ("a.jpg", "b.jpg", "1.jpg", "2.jpg"):
+        cv2.imwrite(str(tmp_path / name), np.zeros((H, W, 3), np.uint8))
+    video = _video_set(registered, "msdtest_loader_videos")
+    video["file_names"] = [str(tmp_path / f) for f in video["file_names"]]
+    images = _coco_images()
+    for d in images:
+        d["file_name"] = str(tmp_path / d["file_name"])
+    registered("msdtest_loader_coco", images, **_coco_meta())
+    cfg = get_vis_cfg(None, ["MODEL.DEVICE", "cpu", "MODEL.ROI_HEADS.NUM_CLASSES", "40",
+                             "MODEL.MASK_ON", "True", "INPUT.MASK_FORMAT", "bitmask",
+                             "MODEL.VIS.MSD.NUM_AUX_CLASSES", "2", "INPUT.MIN_SIZE_TRAIN", "(24,)",
+                             "INPUT.MAX_SIZE_TRAIN", "32", "SOLVER.IMS_PER_BATCH", "8",
+                             "DATALOADER.NUM_WORKERS", "0",
+                             "DATALOADER.ASPECT_RATIO_GROUPING", "False"])
+    cfg.DATASETS.TRAIN = ("msdtest_loader_videos", "msdtest_loader_coco")
+    batch = next(iter(build_vis_train_loader(cfg)))
+    pseudo = [p for p in batch if p["pseudo_ref"]]
+    assert pseudo, "no image pair in 8 draws of 3 records"
+    for p in batch:
+        for inst in (p["instances"], p["ref_instances"]):
+            assert inst.gt_aux.dtype == torch.bool and inst.gt_mask_valid.dtype == torch.bool
+            assert inst.gt_classes[inst.gt_aux].eq(40).all()
+            assert inst.gt_classes[~inst.gt_aux].lt(40).all()
+    assert any(p["instances"].gt_aux.any() for p in pseudo)
+
+
+# ------------------------------------------------------------------------------------------------
+# The pair mappers' gt_aux / gt_mask_valid
+# ------------------------------------------------------------------------------------------------
+def _mapper_cfg():
+    return get_vis_cfg(None, ["MODEL.DEVICE", "cpu", "MODEL.MASK_ON", "True",
+                              "INPUT.MASK_FORMAT", "bitmask", "INPUT.MIN_SIZE_TRAIN", f"({H},)",
+                              "INPUT.MAX_SIZE_TRAIN", str(W), "INPUT.RANDOM_FLIP", "none"])
+
+
+def _frames(tmp_path, n):
+    paths = []
+    for t in range(n):
+        p = str(tmp_path / f"f{t}.png")
+        cv2.imwrite(p, np.full((H, W, 3), 20 * t, np.uint8))
+        paths.append(p)
+    return paths
+
+
+def test_video_pair_flags_and_placeholder_masks(tmp_path):
+    frames = [[_anno(0, (2, 2, 10, 10), track_id=1),
+               _anno(1, (12, 4, 20, 12), track_id=2, mask_valid=False),
+               _anno(2, (22, 2, 30, 20), track_id=3, aux=True)]] * 2
+    record = {"video_id": 3, "file_names": _frames(tmp_path, 2), "height": H, "width": W,
+              "length": 2, "annotations": frames}
+    out = VideoPairDatasetMapper(_mapper_cfg())(record)
+    assert out["has_mask"] is True
+    for inst in (out["instances"], out["ref_instances"]):
+        assert inst.gt_track_ids.tolist() == [1, 2, 3]
+        assert inst.gt_aux.tolist() == [False, False, True]
+        assert inst.gt_mask_valid.tolist() == [True, False, True]
+        # The weak instance keeps its box; its mask is an empty placeholder, never its RLE.
+        assert inst.gt_boxes.tensor[1].tolist() == [12.0, 4.0, 20.0, 12.0]
+        assert inst.gt_masks.tensor.flatten(1).sum(1).tolist() == [64, 0, 144]
+
+    # No usable mask in the pair: box-only, both fields present.
+    weak = [[dict(a, mask_valid=False) for a in f] for f in frames]
+    out = VideoPairDatasetMapper(_mapper_cfg())(dict(record, annotations=weak))
+    assert out["has_mask"] is False and not out["instances"].has("gt_masks")
+    assert out["instances"].gt_mask_valid.tolist() == [False] * 3
+    assert out["instances"].gt_aux.tolist() == [False, False, True]
+
+
+def test_pseudo_pair_recomputes_only_valid_boxes(tmp_path):
+    """A rotated pseudo reference takes tight boxes from the masks; a weak instance keeps the
+    rotated box corners instead of vanishing with its empty placeholder."""
+    (path,) = _frames(tmp_path, 1)
+    d = {"file_name": path, "image_id": 9, "height": H, "width": W,
+         "annotations": [_anno(0, (8, 6, 14, 12), id=1),
+                         _anno(1, (14, 6, 22, 14), id=2, mask_valid=False, aux=True)]}
+    rot = AffineTransform(cv2.getRotationMatrix2D((W / 2, H / 2), 90, 1.0), H, W)
+    mapper = PseudoPairDatasetMapper(_mapper_cfg(), pseudo_augmentations=[rot])
+    out = mapper(d)
+    ref = out["ref_instances"]
+    assert ref.gt_track_ids.tolist() == [1, 2]
+    assert ref.gt_mask_valid.tolist() == [True, False] and ref.gt_aux.tolist() == [False, True]
+    # (x, y) -> (16 + (y - 12), 12 - (x - 16)): box (14, 6, 22, 14) -> (10, 6, 18, 14), and
+    # the valid instance's tight box is its rotated mask's, (8, 6, 14, 12) -> (10, 14, 16, 20).
+    assert np.allclose(ref.gt_boxes.tensor[1].tolist(), [10, 6, 18, 14], atol=1e-4)
+    assert np.allclose(ref.gt_boxes.tensor[0].tolist(), [10, 14, 16, 20], atol=1e-4)
+    assert int(ref.gt_masks.tensor[0].sum()) == 36 and int(ref.gt_masks.tensor[1].sum()) == 0
+
+
+def test_copy_paste_skips_weak_pairs_and_keeps_the_aux_flag():
+    def pair(aux, valid):
+        inst = boxed_instances((20, 20), [(0, 0, 6, 6)], [1], [4])
+        inst.gt_aux = torch.tensor([aux])
+        inst.gt_mask_valid = torch.tensor([valid])
+        return {"image": torch.full((3, 20, 20), 90, dtype=torch.uint8),
+                "ref_image": torch.full((3, 20, 20), 91, dtype=torch.uint8),
+                "instances": inst, "ref_instances": inst, "has_mask": True}
+
+    cp = CopyPaste(prob=1.0, min_area=4, seed=0)
+    weak = pair(False, False)
+    assert cp(weak) is weak and len(cp._bank) == 0  # neither a donor nor pasted into
+    cp(pair(True, True))  # an auxiliary donor
+    out = cp(pair(False, True))
+    for inst in (out["instances"], out["ref_instances"]):
+        assert inst.gt_aux.tolist() == [False, True]
+        assert inst.gt_mask_valid.tolist() == [True, True]

@@ -94,10 +94,12 @@ def build_pair_augmentation(cfg, is_train: bool = True) -> List[T.Augmentation]:
 
 
 def pair_has_bitmasks(pair: Dict) -> bool:
-    """Whether a mapped pair carries per-pixel masks of both frames (``BitMasks`` gt_masks, and
-    not a box-only pair, ``has_mask`` False): what the pair augmentations need."""
+    """Whether a mapped pair carries a usable per-pixel mask of every instance of both frames
+    (``BitMasks`` gt_masks, ``gt_mask_valid`` all True where present, and not a box-only pair,
+    ``has_mask`` False): what the pair augmentations need."""
     return bool(pair.get("has_mask", True)) and all(
         pair[k].has("gt_masks") and isinstance(pair[k].gt_masks, BitMasks)
+        and (not pair[k].has("gt_mask_valid") or bool(pair[k].gt_mask_valid.all()))
         for k in ("instances", "ref_instances"))
 
 

@@ -13,8 +13,10 @@ the synthetic benchmark have 1-4 per frame). Pasting raises the objects per fram
 box, mask and track samples per step, at the cost of a few array copies and no extra image
 reads: the donors come from a small bank of recently mapped pairs.
 
-Donors and targets need masks: a box-only pair (``has_mask`` False) is neither pasted into nor
-kept as a donor.
+Donors and targets need masks: a pair with an instance without a usable mask (box-only data, a
+weakly segmented source: ``has_mask`` False or ``gt_mask_valid`` not all True) is neither pasted
+into nor kept as a donor. A pasted object keeps its ``gt_aux`` flag (an auxiliary object stays
+one).
 """
 import collections
 from typing import Deque, Dict, List, Optional, Tuple
@@ -30,9 +32,9 @@ __all__ = ["CopyPaste"]
 
 
 class _Donor:
-    """The objects of one mapped pair that can be pasted: per object its class, its key-frame
-    mask and pixels, and (if it is in the reference frame) its reference mask and pixels, all
-    cropped to their boxes (small arrays, so the bank stays small)."""
+    """The objects of one mapped pair that can be pasted: per object its class, its auxiliary
+    flag, its key-frame mask and pixels, and (if it is in the reference frame) its reference mask
+    and pixels, all cropped to their boxes (small arrays, so the bank stays small)."""
 
     __slots__ = ("objects",)
 
@@ -40,6 +42,7 @@ class _Donor:
         key, ref = pair["instances"], pair["ref_instances"]
         key_img, ref_img = pair["image"], pair["ref_image"]
         ref_ids = ref.gt_track_ids.tolist()
+        aux = key.gt_aux.tolist() if key.has("gt_aux") else [False] * len(key)
         self.objects = []
         for k in range(len(key)):
             key_part = _crop(key_img, key.gt_masks.tensor[k])
@@ -49,7 +52,7 @@ class _Donor:
             ref_part = None
             if tid in ref_ids:
                 ref_part = _crop(ref_img, ref.gt_masks.tensor[ref_ids.index(tid)])
-            self.objects.append((int(key.gt_classes[k]), key_part, ref_part))
+            self.objects.append((int(key.gt_classes[k]), bool(aux[k]), key_part, ref_part))
 
 
 def _crop(image: torch.Tensor, mask: torch.Tensor) -> Optional[Tuple[int, int, torch.Tensor, torch.Tensor]]:
@@ -104,7 +107,8 @@ class CopyPaste(WorkerSeededRandom):
 
     ``__call__(pair) -> pair`` takes and returns the pair mappers' dict ("image", "ref_image":
     uint8 (C, H, W); "instances", "ref_instances": Instances with gt_boxes, gt_classes,
-    gt_track_ids and BitMasks gt_masks; "has_mask"). The pair is first pasted into (when a donor
+    gt_track_ids, BitMasks gt_masks and optionally gt_aux, gt_mask_valid; "has_mask"). The pair
+    is first pasted into (when a donor
     is available and the coin flip says so) and then stored as a future donor, unpasted.
     """
 
@@ -163,11 +167,13 @@ class CopyPaste(WorkerSeededRandom):
         key_masks, ref_masks = list(key.gt_masks.tensor), list(ref.gt_masks.tensor)
         key_cls, ref_cls = key.gt_classes.tolist(), ref.gt_classes.tolist()
         key_ids, ref_ids = key.gt_track_ids.tolist(), ref.gt_track_ids.tolist()
+        key_aux = key.gt_aux.tolist() if key.has("gt_aux") else [False] * len(key)
+        ref_aux = ref.gt_aux.tolist() if ref.has("gt_aux") else [False] * len(ref)
         # Fresh ids: above every id of the pair, so a pasted object never matches a real one
         # (the donor may be another pair of the same video, with the same annotation ids).
         next_id = max(key_ids + ref_ids + [0]) + 1
         for j in chosen.tolist():
-            cls, key_part, ref_part = donor.objects[j]
+            cls, aux, key_part, ref_part = donor.objects[j]
             x0, y0, m, _ = key_part
             h, w = m.shape
             # New top-left corner of the key-frame object, anywhere that keeps it in the frame
@@ -182,22 +188,26 @@ class CopyPaste(WorkerSeededRandom):
             _paste_pixels(image, key_part, key_canvas, dx, dy)
             key_masks = [mk & ~key_canvas for mk in key_masks] + [key_canvas]
             key_cls.append(cls)
+            key_aux.append(aux)
             key_ids.append(next_id)
             if ref_canvas is not None and int(ref_canvas.sum()) >= self.min_area:
                 _paste_pixels(ref_image, ref_part, ref_canvas, dx, dy)
                 ref_masks = [mk & ~ref_canvas for mk in ref_masks] + [ref_canvas]
                 ref_cls.append(cls)
+                ref_aux.append(aux)
                 ref_ids.append(next_id)
             next_id += 1
         out = dict(pair)
         out["image"], out["ref_image"] = image, ref_image
-        out["instances"] = self._instances((height, width), key_masks, key_cls, key_ids)
-        out["ref_instances"] = self._instances((height, width), ref_masks, ref_cls, ref_ids)
+        out["instances"] = self._instances((height, width), key_masks, key_cls, key_ids, key_aux)
+        out["ref_instances"] = self._instances((height, width), ref_masks, ref_cls, ref_ids,
+                                               ref_aux)
         return out
 
     def _instances(self, size, masks: List[torch.Tensor], classes: List[int],
-                   ids: List[int]) -> Instances:
-        """Instances from visible masks: tight boxes; instances under ``min_area`` dropped."""
+                   ids: List[int], aux: List[bool]) -> Instances:
+        """Instances from visible masks: tight boxes, every mask usable (``gt_mask_valid``);
+        instances under ``min_area`` dropped."""
         inst = Instances(size)
         stack = torch.stack(masks) if masks else torch.zeros((0,) + tuple(size), dtype=torch.bool)
         keep = stack.flatten(1).sum(dim=1) >= self.min_area
@@ -205,5 +215,7 @@ class CopyPaste(WorkerSeededRandom):
         inst.gt_boxes = bit.get_bounding_boxes()
         inst.gt_classes = torch.tensor(classes, dtype=torch.int64)[keep]
         inst.gt_track_ids = torch.tensor(ids, dtype=torch.int64)[keep]
+        inst.gt_aux = torch.tensor(aux, dtype=torch.bool)[keep]
+        inst.gt_mask_valid = torch.ones(int(keep.sum()), dtype=torch.bool)
         inst.gt_masks = bit
         return inst

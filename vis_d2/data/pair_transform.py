@@ -4,7 +4,8 @@ pair with the same transform", used by :class:`VideoPairDatasetMapper` and
 
 * :func:`transform_pair`: sample the augmentations once on the key frame, apply them to both.
 * :func:`annotations_to_tracked_instances`: detectron2 ``Instances`` (boxes, classes, masks,
-  track ids) from one frame's annotations after that frame's transforms.
+  track ids, auxiliary and mask-valid flags) from one frame's annotations after that frame's
+  transforms.
 * :func:`assign_track_ids`: give every annotation of a frame/image a ``"track_id"``.
 * :func:`pair_mapper_common_config`: the ``from_config`` arguments both pair mappers share.
 """
@@ -24,6 +25,7 @@ __all__ = [
     "assign_track_ids",
     "annotations_to_tracked_instances",
     "tight_boxes_from_masks",
+    "mask_is_usable",
     "transform_pair",
     "pair_mapper_common_config",
 ]
@@ -70,6 +72,12 @@ def tight_boxes_from_masks(masks, image_size) -> Boxes:
     return Boxes(torch.from_numpy(boxes))
 
 
+def mask_is_usable(anno: dict) -> bool:
+    """Whether an annotation's mask may train: it has a "segmentation" and is not marked
+    ``"mask_valid": False`` (a weakly segmented source, :mod:`vis_d2.data.mixing`)."""
+    return "segmentation" in anno and anno.get("mask_valid", True) is not False
+
+
 def _empty_masks(image_size, mask_format):
     if mask_format == "polygon":
         return PolygonMasks([])
@@ -92,36 +100,55 @@ def annotations_to_tracked_instances(
         annos: annotation dicts in the frame's original coordinates (not modified).
         transforms: the transforms that took the original frame to the output image.
         image_size: (H, W) of the output image.
-        use_mask: build ``gt_masks`` (then every annotation must have "segmentation").
+        use_mask: build ``gt_masks``; an annotation whose mask is not usable
+            (:func:`mask_is_usable`) gets an empty placeholder mask.
         mask_format: "polygon" (PolygonMasks) or "bitmask" (BitMasks).
-        recompute_boxes: replace the transformed boxes by the tight boxes of the transformed
-            masks (after a rotation the transformed box corners are no longer tight).
+        recompute_boxes: replace the transformed boxes of the instances with a usable mask by
+            the tight boxes of their transformed masks (after a rotation the transformed box
+            corners are no longer tight).
 
     Returns:
-        Instances with gt_boxes (Boxes, N), gt_classes (N, long), gt_track_ids (N, long) and,
-        with ``use_mask``, gt_masks (N masks, present even when N == 0); instances whose box
-        (or mask) is empty after the transforms are removed.
+        Instances with gt_boxes (Boxes, N), gt_classes (N, long), gt_track_ids (N, long),
+        gt_aux (N, bool: an auxiliary object, ``"aux"`` of the annotation), gt_mask_valid
+        (N, bool: its mask may train; all False without ``use_mask``) and, with ``use_mask``,
+        gt_masks (N masks, present even when N == 0). Instances whose box, or usable mask, is
+        empty after the transforms are removed.
     """
     transformed = []
     for a in annos:
         a = dict(a)  # transform_instance_annotations writes into its argument
         if not use_mask:
             a.pop("segmentation", None)
+        elif not mask_is_usable(a):
+            a["segmentation"] = []  # no polygon: an empty mask in either mask format
         transformed.append(utils.transform_instance_annotations(a, transforms, image_size))
     instances = utils.annotations_to_instances(transformed, image_size, mask_format=mask_format)
     instances.gt_track_ids = torch.tensor(
         [int(a["track_id"]) for a in transformed], dtype=torch.int64
     )
+    instances.gt_aux = torch.tensor([bool(a.get("aux", False)) for a in transformed],
+                                    dtype=torch.bool)
+    instances.gt_mask_valid = torch.tensor(
+        [bool(use_mask) and mask_is_usable(a) for a in annos], dtype=torch.bool)
+    keep = instances.gt_boxes.nonempty(threshold=1e-5)
     if use_mask:
         if not instances.has("gt_masks"):  # no annotation in this frame
             instances.gt_masks = _empty_masks(image_size, mask_format)
-        if recompute_boxes:
-            instances.gt_boxes = tight_boxes_from_masks(instances.gt_masks, image_size)
-    return utils.filter_empty_instances(instances)
+        valid = instances.gt_mask_valid
+        if recompute_boxes and valid.any():
+            tight = tight_boxes_from_masks(instances.gt_masks[valid], image_size).tensor
+            boxes = instances.gt_boxes.tensor.clone()
+            boxes[valid] = tight
+            instances.gt_boxes = Boxes(boxes)
+            keep = instances.gt_boxes.nonempty(threshold=1e-5)
+        if len(instances):
+            keep &= ~valid | instances.gt_masks.nonempty()
+    return instances[keep]
 
 
 def _prepare_annotations(annos, frame_size, use_mask, mask_format, source) -> List[dict]:
-    """Non-crowd copies; uncompressed RLE compressed (detectron2 only decodes compressed RLE)."""
+    """Non-crowd copies; uncompressed RLE compressed (detectron2 only decodes compressed RLE);
+    the mask of an annotation marked ``"mask_valid": False`` dropped unread."""
     out = []
     for a in annos:
         if a.get("iscrowd", 0) != 0:
@@ -132,6 +159,8 @@ def _prepare_annotations(annos, frame_size, use_mask, mask_format, source) -> Li
                 f"{a.get('bbox')}) has no 'track_id'"
             )
         a = dict(a)
+        if not mask_is_usable(a):
+            a.pop("segmentation", None)
         segm = a.get("segmentation")
         if use_mask and isinstance(segm, dict):
             if mask_format == "polygon":
@@ -173,15 +202,16 @@ def transform_pair(
         key_image, ref_image: HxWxC arrays of the same size (video size for videos).
         key_annos, ref_annos: the frames' annotations (dicts with "track_id"), original coords.
             Crowd annotations are dropped.
-        use_instance_mask: cfg.MODEL.MASK_ON. Masks are used only when every non-crowd
-            annotation of both frames has a "segmentation".
+        use_instance_mask: cfg.MODEL.MASK_ON. Masks are used when some non-crowd annotation of
+            the two frames has a usable one (:func:`mask_is_usable`); the others get an empty
+            placeholder mask and ``gt_mask_valid`` False.
         mask_format: cfg.INPUT.MASK_FORMAT.
         source: names the video/image in error messages.
 
     Returns:
         dict with "image", "ref_image" (uint8 tensors CxH'xW'), "instances", "ref_instances"
         (see :func:`annotations_to_tracked_instances`) and "has_mask" (bool: whether gt_masks
-        are present).
+        are present, i.e. some instance of the pair has a usable mask).
     """
     if key_image.shape[:2] != ref_image.shape[:2]:
         raise ValueError(
@@ -190,9 +220,10 @@ def transform_pair(
     frame_size = key_image.shape[:2]
     key_annos = _prepare_annotations(key_annos, frame_size, use_instance_mask, mask_format, source)
     ref_annos = _prepare_annotations(ref_annos, frame_size, use_instance_mask, mask_format, source)
-    # Box-only data (e.g. OpenImages without masks) trains detection and tracking only.
-    has_mask = bool(use_instance_mask) and all(
-        "segmentation" in a for a in key_annos + ref_annos
+    # A pair without any usable mask (box-only data, a weakly segmented source) trains
+    # detection and tracking only.
+    has_mask = bool(use_instance_mask) and any(
+        mask_is_usable(a) for a in key_annos + ref_annos
     )
 
     ref_pre = None

@@ -154,11 +154,13 @@ class PseudoPairDatasetMapper:
 
     Output (same keys as :class:`VideoPairDatasetMapper`):
         "image", "ref_image": uint8 tensors CxHxW in ``image_format``;
-        "instances", "ref_instances": Instances(gt_boxes, gt_classes, gt_track_ids[, gt_masks]);
+        "instances", "ref_instances": Instances(gt_boxes, gt_classes, gt_track_ids, gt_aux,
+            gt_mask_valid[, gt_masks]) (see :class:`VideoPairDatasetMapper`);
         "height", "width" (original image size), "video_id" (= "image_id"), "image_id",
         "file_name", "frame_idx" = "ref_frame_idx" = 0, "pseudo_ref": True,
-        "has_mask": False for box-only images (no "segmentation"): gt_masks is then absent and
-        the model skips the mask loss for the pair.
+        "has_mask": False when no instance has a usable mask (box-only images, a weakly
+        segmented source): gt_masks is then absent and the model skips the mask loss for the
+        pair.
     """
 
     @configurable

@@ -69,12 +69,14 @@ class VideoPairDatasetMapper:
     Output dict:
         "image", "ref_image": uint8 tensors CxHxW in ``image_format``;
         "instances", "ref_instances": Instances with gt_boxes (Boxes), gt_classes (long),
-            gt_track_ids (long: the json annotation id, same object => same id) and gt_masks
-            (PolygonMasks or BitMasks per ``instance_mask_format``);
+            gt_track_ids (long: the json annotation id, same object => same id), gt_aux (bool:
+            auxiliary objects, all False for a video set), gt_mask_valid (bool: False where the
+            mask must not train) and gt_masks (PolygonMasks or BitMasks per
+            ``instance_mask_format``; an empty placeholder where gt_mask_valid is False);
         "height", "width": the video's size; "video_id"; "file_name" (key frame);
         "frame_idx", "ref_frame_idx"; "pseudo_ref" (bool);
-        "has_mask": True whenever ``use_instance_mask`` (False only if some instance of the two
-            frames has no "segmentation": then gt_masks is absent for the pair).
+        "has_mask": whether gt_masks is present: ``use_instance_mask`` and some instance of the
+            two frames has a usable mask (see :func:`~vis_d2.data.pair_transform.mask_is_usable`).
     """
 
     @configurable
