@@ -17,9 +17,10 @@ from detectron2.data.datasets import register_coco_instances
 from detectron2.utils.file_io import PathManager
 
 from .categories import OVIS_CATEGORIES, YTVIS_2019_CATEGORIES, YTVIS_2021_CATEGORIES
+from .openimages import register_openimages
 from .ytvis import categories_to_metadata, register_ytvis_instances
 
-__all__ = ["register_all_ytvis"]
+__all__ = ["register_all_ytvis", "register_all_openimages"]
 
 logger = logging.getLogger(__name__)
 
@@ -69,6 +70,19 @@ _SYNTHVIS_IMAGE_SPLITS = {
 _COCO_NAMES = ("coco_2017_train", "coco_2017_val", "coco_2017_val_100", "coco_2014_train",
                "coco_2014_val", "coco_2014_minival", "coco_2014_valminusminival")
 
+# OpenImages V6/V7 in the official layout under <root>/openimages (openimages.py): name: (split,
+# the video taxonomy whose shared classes an image must hold, or None for every image). The
+# "_ytvis_2021" train set is the paper's 14k-image subset. Their masks are not used (weak
+# segmentation, paper Sec. 3.2); register_openimages(..., weak_segmentation=False) uses them.
+_OPENIMAGES_SPLITS = {
+    "openimages_train": ("train", None),
+    "openimages_val": ("val", None),
+    "openimages_train_ytvis_2021": ("train", "ytvis_2021"),
+    "openimages_train_ytvis_2019": ("train", "ytvis_2019"),
+    "openimages_val_ytvis_2021": ("val", "ytvis_2021"),
+    "openimages_val_ytvis_2019": ("val", "ytvis_2019"),
+}
+
 # Sources of the local train_sub/valid_sub splits written by ``python -m vis_d2.data.split``:
 # prefix: (train json whose directory holds the splits, train image root, categories or None to
 # read them from the json). Both splits are cut from the train set, so both use its images.
@@ -92,7 +106,8 @@ def _already_registered(name: str, metadata: dict) -> bool:
     if all(meta.get(k) == v for k, v in metadata.items()):
         return True
     # Registered before with other paths/categories (e.g. another root): replace it.
-    logger.info(f"Re-registering dataset '{name}' ({metadata.get('json_file')})")
+    logger.info(f"Re-registering dataset '{name}' "
+                f"({metadata.get('json_file') or metadata.get('openimages_root')})")
     DatasetCatalog.remove(name)
     MetadataCatalog.remove(name)
     return False
@@ -185,10 +200,28 @@ def register_all_ytvis(root: str) -> List[str]:
     return names
 
 
+def register_all_openimages(root: str) -> List[str]:
+    """
+    Register the OpenImages splits of ``_OPENIMAGES_SPLITS`` under ``root``/openimages (lazily:
+    nothing is read until ``DatasetCatalog.get``).
+
+    Returns:
+        list[str]: the names registered (or found already registered) by this call.
+    """
+    oi_root = os.path.join(root, "openimages")
+    for name, (split, shared_with) in _OPENIMAGES_SPLITS.items():
+        metadata = {"taxonomy": "openimages", "weak_segmentation": True,
+                    "openimages_root": oi_root, "split": split, "shared_with": shared_with}
+        if not _already_registered(name, metadata):
+            register_openimages(name, oi_root, split, shared_with, weak_segmentation=True)
+    return list(_OPENIMAGES_SPLITS)
+
+
 if __name__.endswith(".builtin"):
     # Like detectron2's own builtin datasets: registered on import, paths under DETECTRON2_DATASETS.
     _root = os.path.expanduser(os.getenv("DETECTRON2_DATASETS", "datasets"))
     register_all_ytvis(_root)
+    register_all_openimages(_root)
     for _name in _COCO_NAMES:
         if _name in DatasetCatalog:
             MetadataCatalog.get(_name).set(taxonomy="coco")
