@@ -7,7 +7,7 @@ setup:
 	bash tools/setup_env.sh
 
 data: setup
-	@test -f $(DATA)/train.json || $(PY) -m vis_d2.data.synthetic --out $(DATA)
+	@test -f $(DATA)/train.json -a -f $(DATA)/msd_train.json || $(PY) -m vis_d2.data.synthetic --out $(DATA)
 
 test: setup
 	$(PY) -m pytest tests

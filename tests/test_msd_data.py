@@ -305,3 +305,43 @@ def test_copy_paste_skips_weak_pairs_and_keeps_the_aux_flag():
     for inst in (out["instances"], out["ref_instances"]):
         assert inst.gt_aux.tolist() == [False, True]
         assert inst.gt_mask_valid.tolist() == [True, True]
+
+
+# ------------------------------------------------------------------------------------------------
+# The synthetic second source: the A4 data path offline
+# ------------------------------------------------------------------------------------------------
+def test_synthetic_sources_mix_by_their_tables(tmp_path, restore_catalogs, caplog):
+    from vis_d2.data.builtin import register_all_ytvis
+    from vis_d2.data.synthetic import SynthConfig, generate
+
+    generate(str(tmp_path / "synthvis"), train_videos=2, val_videos=0, seed=1, image_set_size=4,
+             msd_set_size=12, msd_weak_share=0.5, config=SynthConfig(length_range=(4, 5)))
+    names = register_all_ytvis(str(tmp_path))
+    assert {"synthvis_msd_train", "synthvis_msd_weak_train"} <= set(names)
+    assert MetadataCatalog.get("synthvis_msd_weak_train").weak_segmentation is True
+    assert MetadataCatalog.get("synthvis_msd_train").taxonomy == "synthvis_msd"
+    train = ["synthvis_train", "synthvis_images_train", "synthvis_msd_train",
+             "synthvis_msd_weak_train"]
+    with caplog.at_level(logging.INFO, logger="vis_d2.data.build"):
+        sources, stats = mix_training_sources(train, mask_on=True, num_aux_classes=2)
+    shapes = {c: i for i, c in enumerate(["circle", "square", "triangle", "star"])}
+    msd_to_video = {"disc": "circle", "block": "square", "wedge": "triangle",
+                    "pentagram": "star"}
+    for name, records, st in zip(train[1:], sources[1:], stats[1:]):
+        assert st.mapped > 0 and st.auxiliary > 0 and st.dropped == 0, name
+        assert set(st.auxiliary_classes) <= {"hexagon", "ring", "crescent"}
+        classes = MetadataCatalog.get(name).thing_classes
+        raw = {d["image_id"]: d for d in DatasetCatalog.get(name)}
+        for d in records:
+            for a, r in zip(d["annotations"], raw[d["image_id"]]["annotations"]):
+                own = classes[r["category_id"]]
+                if a.get("aux"):
+                    assert a["category_id"] == 4 and own in ("hexagon", "ring", "crescent")
+                else:  # the same shape: by name for the image set, by the table for msd
+                    assert a["category_id"] == shapes[msd_to_video.get(own, own)]
+    weak = sources[3]
+    assert all(a["mask_valid"] is False for d in weak for a in d["annotations"])
+    assert not any("mask_valid" in a for d in sources[2] for a in d["annotations"])
+    assert stats[3].weak_segmentation and stats[3].without_mask == stats[3].mapped + \
+        stats[3].auxiliary
+    assert sum("Training source '" in m for m in caplog.messages) == 4

@@ -41,9 +41,10 @@ def moderate(tmp_path_factory):
 
 
 def test_written_paths(moderate):
-    for key in ("train_json", "valid_json", "images_json", "images_boxonly_json", "stats_json"):
+    for key in ("train_json", "valid_json", "images_json", "images_boxonly_json", "msd_json",
+                "msd_weak_json", "stats_json"):
         assert os.path.isfile(moderate[key]), key
-    for key in ("video_root", "image_root"):
+    for key in ("video_root", "image_root", "msd_image_root"):
         assert os.path.isdir(moderate[key]), key
     assert len(_load(moderate["train_json"])["videos"]) == 12
     assert len(_load(moderate["valid_json"])["videos"]) == 4
@@ -230,11 +231,71 @@ def test_categories_shared_by_name_and_id(moderate):
     assert not used_vid & set(extra)
 
 
+def test_second_source_has_its_own_taxonomy_and_weak_masks(moderate):
+    """The second source: the video shapes under other names and ids (the class map's table),
+    three shapes the videos lack, and a split of images with noisy or missing masks."""
+    from detectron2.data.datasets import load_coco_json
+
+    from vis_d2.data.categories import get_class_map
+
+    exact, weak = _load(moderate["msd_json"]), _load(moderate["msd_weak_json"])
+    stats = _load(moderate["stats_json"])["msd"]
+    assert exact["categories"] == weak["categories"] == synth.MSD_CATEGORIES
+    names = [c["name"] for c in synth.MSD_CATEGORIES]
+    id_map = {c["id"]: i for i, c in enumerate(synth.MSD_CATEGORIES)}
+    class_map = get_class_map("synthvis", "synthvis_msd")
+    class_map.check_source(names, id_map, "msd")  # the table names this taxonomy's classes
+    assert set(class_map.pairs) == set(VIDEO_NAMES)
+    auxiliary = set(id_map) - set(class_map.source_ids)
+    assert {names[id_map[i]] for i in auxiliary} == {"hexagon", "ring", "crescent"}
+    used = {a["category_id"] for d in (exact, weak) for a in d["annotations"]}
+    assert used & auxiliary and used & set(class_map.source_ids)
+
+    # 30 images (the image set's size by default), split by a 0.3 coin per image.
+    ids = sorted(i["id"] for d in (exact, weak) for i in d["images"])
+    assert ids == list(range(1, 31)) and stats["images"] == 30
+    assert 3 <= len(weak["images"]) == stats["weak_images"] <= 18
+    assert stats["instances"] == len(exact["annotations"]) + len(weak["annotations"])
+    assert all("segmentation" in a for a in exact["annotations"])
+    without = [a for a in weak["annotations"] if "segmentation" not in a]
+    assert len(without) == stats["weak_missing_masks"] >= 1
+    assert len(weak["annotations"]) - len(without) == stats["weak_noisy_masks"] >= 1
+    # Exact masks fit their boxes; a noisy mask was shifted, dilated or eroded: it does not.
+    records = load_coco_json(moderate["msd_weak_json"], moderate["msd_image_root"],
+                             "synth_test_msd_weak")
+    off = 0
+    for d in records:
+        assert os.path.isfile(d["file_name"])
+        for a in d["annotations"]:
+            if "segmentation" in a:
+                ys, xs = np.nonzero(_decode(a["segmentation"]))
+                off += a["bbox"] != [xs.min(), ys.min(), xs.max() - xs.min() + 1,
+                                     ys.max() - ys.min() + 1]
+    assert off >= 1
+    for a in exact["annotations"][:20]:
+        ys, xs = np.nonzero(_decode(a["segmentation"]))
+        assert a["bbox"] == [xs.min(), ys.min(), xs.max() - xs.min() + 1, ys.max() - ys.min() + 1]
+
+
+def test_second_source_weak_share(tmp_path):
+    kw = dict(train_videos=0, val_videos=0, image_set_size=0, msd_set_size=3)
+    none = synth.generate(str(tmp_path / "a"), msd_weak_share=0.0, **kw)
+    assert len(_load(none["msd_json"])["images"]) == 3
+    assert not _load(none["msd_weak_json"])["images"]
+    every = synth.generate(str(tmp_path / "b"), msd_weak_share=1.0, **kw)
+    assert not _load(every["msd_json"])["images"]
+    assert len(_load(every["msd_weak_json"])["images"]) == 3
+
+
 def test_bad_arguments(tmp_path):
     with pytest.raises(ValueError, match="train_videos"):
         synth.generate(str(tmp_path / "x"), train_videos=-1)
     with pytest.raises(ValueError, match="image_set_size"):
         synth.generate(str(tmp_path / "x"), image_set_size=2.5)
+    with pytest.raises(ValueError, match=r"msd_weak_share must lie in \[0, 1\], got 1.5"):
+        synth.generate(str(tmp_path / "x"), msd_weak_share=1.5)
+    with pytest.raises(ValueError, match="msd_set_size"):
+        synth.generate(str(tmp_path / "x"), msd_set_size=-1)
     f = tmp_path / "file"
     f.write_text("")
     with pytest.raises(NotADirectoryError, match="file"):
@@ -253,5 +314,6 @@ def test_cli(tmp_path, capsys):
     assert paths["train_json"] in printed and "frames/s" in printed
     stats = _load(paths["stats_json"])
     assert stats["seed"] == 3 and stats["train"]["videos"] == 2 and stats["images"]["images"] == 2
+    assert stats["msd"]["images"] == 2 and "second source: 2 images" in printed
     videos = _load(paths["train_json"])["videos"]
     assert stats["train"]["frames"] == sum(v["length"] for v in videos)

@@ -63,6 +63,11 @@ _SYNTHVIS_IMAGE_SPLITS = {
                               False),
     "synthvis_images_train_boxonly": ("synthvis/images_train_boxonly.json", "synthvis/images",
                                       "synthvis_images", False),
+    # The second source with a taxonomy of its own: exact masks, and noisy or missing ones.
+    "synthvis_msd_train": ("synthvis/msd_train.json", "synthvis/msd_images", "synthvis_msd",
+                           False),
+    "synthvis_msd_weak_train": ("synthvis/msd_weak_train.json", "synthvis/msd_images",
+                                "synthvis_msd", True),
 }
 
 # detectron2's own COCO registrations (on ``import detectron2.data``) get the taxonomy of their

@@ -15,7 +15,13 @@ module renders a small benchmark with the properties video instance segmentation
 * some videos hold a stretch of nearly identical frames (static objects, static camera, only sensor
   noise changes) -- the temporal redundancy the paper exploits;
 * a COCO-format image set from the same renderer with the video categories (same names and ids)
-  plus extra shape categories that never appear in the videos, for multi-source training.
+  plus extra shape categories that never appear in the videos, for multi-source training;
+* a second image source with a taxonomy of its own, as COCO has (paper Sec. 3.2, "multi-source
+  data"): the four video shapes under other names and ids (mapped to the video set by the table
+  ``SYNTHVIS_TO_SYNTHVIS_MSD`` of ``vis_d2.data.categories``) and three shapes the videos never
+  show (auxiliary classes). A share of its images (``msd_weak_share``) go to a split whose masks
+  are noisy (shifted, dilated or eroded) or missing, registered as weakly segmented, as
+  OpenImages is.
 
 Layout written by :func:`generate` under ``out_dir``::
 
@@ -24,6 +30,9 @@ Layout written by :func:`generate` under ``out_dir``::
     images/<000001>.jpg                     image set
     images_train.json                       COCO instances (RLE segmentation, bbox, area)
     images_train_boxonly.json               same images and boxes, no ``segmentation`` key
+    msd_images/<000001>.jpg                 second source's images
+    msd_train.json                          its images with exact masks (COCO format)
+    msd_weak_train.json                     its images with noisy or missing masks
     stats.json                              per-split statistics of what was rendered
 
 Everything is a deterministic function of ``seed``: every video / image draws from its own
@@ -33,7 +42,8 @@ byte-identical for a seed, and adding videos does not change the earlier ones.
 Command line::
 
     python -m vis_d2.data.synthetic --out datasets/synthvis \
-        --train-videos 80 --val-videos 20 --seed 0 --image-set-size 200
+        --train-videos 80 --val-videos 20 --seed 0 --image-set-size 200 \
+        --msd-set-size 200 --msd-weak-share 0.3
 """
 from __future__ import annotations
 
@@ -55,6 +65,7 @@ __all__ = [
     "VIDEO_CATEGORIES",
     "EXTRA_IMAGE_CATEGORIES",
     "IMAGE_CATEGORIES",
+    "MSD_CATEGORIES",
     "SynthConfig",
     "generate",
     "main",
@@ -74,9 +85,24 @@ EXTRA_IMAGE_CATEGORIES: List[dict] = [
     {"id": 7, "name": "crescent", "supercategory": "shape"},
 ]
 IMAGE_CATEGORIES: List[dict] = VIDEO_CATEGORIES + EXTRA_IMAGE_CATEGORIES
+# The second source's own taxonomy, and the shape each of its classes draws: the video shapes
+# under other names and ids (the table SYNTHVIS_TO_SYNTHVIS_MSD of vis_d2.data.categories maps
+# them), and three shapes the videos never show.
+MSD_CATEGORIES: List[dict] = [
+    {"id": 11, "name": "disc", "supercategory": "shape"},
+    {"id": 12, "name": "hexagon", "supercategory": "shape"},
+    {"id": 13, "name": "block", "supercategory": "shape"},
+    {"id": 14, "name": "ring", "supercategory": "shape"},
+    {"id": 15, "name": "wedge", "supercategory": "shape"},
+    {"id": 16, "name": "crescent", "supercategory": "shape"},
+    {"id": 17, "name": "pentagram", "supercategory": "shape"},
+]
+_MSD_SHAPES = {11: "circle", 12: "hexagon", 13: "square", 14: "ring", 15: "triangle",
+               16: "crescent", 17: "star"}
 
-# Split codes mixed into the seed sequence: train and val (and the image set) never share a stream.
-_SPLIT_CODES = {"train": 0, "valid": 1, "images": 2}
+# Split codes mixed into the seed sequence: train and val (and the image sets) never share a
+# stream.
+_SPLIT_CODES = {"train": 0, "valid": 1, "images": 2, "msd": 3}
 
 _TEX = 128  # side of an object's texture image, in texture pixels
 _TEX_R = 48.0  # radius of the unit shape in texture pixels (texture is mirrored beyond the border)
@@ -110,7 +136,7 @@ _SHAPES: Dict[str, List[Tuple[np.ndarray, int]]] = {
 # rectangles, but a triangle or star stays recognisable.
 _MAX_ASPECT = {"circle": 1.35, "square": 1.35, "triangle": 1.15, "star": 1.12,
                "hexagon": 1.12, "ring": 1.2, "crescent": 1.15}
-_CATEGORY_SHAPE = {c["id"]: c["name"] for c in IMAGE_CATEGORIES}
+_CATEGORY_SHAPE = {**{c["id"]: c["name"] for c in IMAGE_CATEGORIES}, **_MSD_SHAPES}
 
 
 @dataclass(frozen=True)
@@ -720,9 +746,90 @@ def _generate_images(out_dir: str, num_images: int, seed: int, cfg: SynthConfig
     return data, stats
 
 
+def _noisy_mask(rng: np.random.Generator, mask: np.ndarray) -> np.ndarray:
+    """A weak annotator's mask (bool (H, W)): the true mask dilated or eroded by 1-3 px and
+    shifted by up to 4 px."""
+    k = 2 * int(rng.integers(1, 4)) + 1
+    m = mask.astype(np.uint8)
+    m = cv2.dilate(m, np.ones((k, k), np.uint8)) if rng.random() < 0.5 else cv2.erode(
+        m, np.ones((k, k), np.uint8))
+    dx, dy = (float(v) for v in rng.integers(-4, 5, size=2))
+    m = cv2.warpAffine(m, np.array([[1.0, 0.0, dx], [0.0, 1.0, dy]]), (m.shape[1], m.shape[0]),
+                       flags=cv2.INTER_NEAREST, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    return m.astype(bool)
+
+
+def _generate_msd_images(out_dir: str, num_images: int, weak_share: float, seed: int,
+                         cfg: SynthConfig) -> Tuple[dict, dict, dict]:
+    """Render the second source (its own taxonomy, :data:`MSD_CATEGORIES`). Each image draws
+    whether it is weakly annotated (probability ``weak_share``); a weak image's masks are noisy
+    or missing (one coin per instance), its boxes exact.
+
+    Returns:
+        (json dict of the exactly annotated images, json dict of the weak ones, stats dict).
+    """
+    image_root = os.path.join(out_dir, "msd_images")
+    os.makedirs(image_root, exist_ok=True)
+    sets = {False: ([], []), True: ([], [])}  # weak -> (images, annotations)
+    per_cat = {c["id"]: 0 for c in MSD_CATEGORIES}
+    missing = noisy = 0
+    for ii in range(num_images):
+        rng = _scene_rng(seed, "msd", ii)
+        weak = bool(rng.random() < weak_share)
+        w = int(rng.integers(cfg.width_range[0], cfg.width_range[1] + 1))
+        h = int(rng.integers(cfg.height_range[0], cfg.height_range[1] + 1))
+        lay, _ = _sample_scene(rng, cfg, h, w, 1, [c["id"] for c in MSD_CATEGORIES],
+                               cfg.image_objects_range, is_video=False)
+        (img,) = _render(lay, rng, cfg, h, w)
+        image_id = ii + 1
+        file_name = f"{image_id:06d}.jpg"
+        _write_jpeg(os.path.join(image_root, file_name), img, cfg.jpeg_quality)
+        images, annotations = sets[weak]
+        images.append({"id": image_id, "file_name": file_name, "height": h, "width": w})
+        for i, obj in enumerate(lay.objects):
+            if lay.visible_area[i, 0] < cfg.min_visible_area:
+                continue
+            rle = _encode_rle(lay.visible[i][0])
+            box, area = _rle_box_area(rle)
+            anno = {"id": len(sets[False][1]) + len(sets[True][1]) + 1, "image_id": image_id,
+                    "category_id": obj.category_id, "area": area, "bbox": box, "iscrowd": 0}
+            if weak and rng.random() < 0.5:
+                missing += 1  # no "segmentation": the annotator drew a box only
+            elif weak:
+                rough = _noisy_mask(rng, lay.visible[i][0])
+                if rough.any():
+                    anno["segmentation"] = _encode_rle(rough)
+                    noisy += 1
+                else:
+                    missing += 1
+            else:
+                anno["segmentation"] = rle
+            annotations.append(anno)
+            per_cat[obj.category_id] += 1
+    out = []
+    for weak in (False, True):
+        images, annotations = sets[weak]
+        kind = "noisy or missing masks" if weak else "exact masks"
+        out.append({
+            "info": {"description": f"vis_d2 synthetic second source ({kind}), seed {seed}",
+                     "version": "1.0"},
+            "licenses": [],
+            "images": images,
+            "categories": [dict(c) for c in MSD_CATEGORIES],
+            "annotations": annotations,
+        })
+    names = {c["id"]: c["name"] for c in MSD_CATEGORIES}
+    stats = {"images": num_images, "weak_images": len(sets[True][0]),
+             "instances": len(sets[False][1]) + len(sets[True][1]),
+             "weak_missing_masks": missing, "weak_noisy_masks": noisy,
+             "instances_per_category": {names[k]: v for k, v in per_cat.items()}}
+    return out[0], out[1], stats
+
+
 def generate(out_dir: str, train_videos: int = 80, val_videos: int = 20, seed: int = 0,
              image_set_size: int = 200, config: Optional[SynthConfig] = None,
-             verbose: bool = False) -> Dict[str, str]:
+             verbose: bool = False, msd_set_size: Optional[int] = None,
+             msd_weak_share: float = 0.3) -> Dict[str, str]:
     """Render the synthetic benchmark into ``out_dir`` (created if missing; files overwritten).
 
     Args:
@@ -732,17 +839,27 @@ def generate(out_dir: str, train_videos: int = 80, val_videos: int = 20, seed: i
         image_set_size: number of images of the COCO image set (>= 0).
         config: renderer knobs; ``SynthConfig()`` when None.
         verbose: print each file written with the time taken.
+        msd_set_size: number of images of the second source (>= 0); None: ``image_set_size``.
+        msd_weak_share: the probability that one of its images is weakly annotated, in [0, 1].
 
     Returns:
         dict of written paths: ``root``, ``video_root`` (the ``JPEGImages`` folder, image_root of
         the video jsons), ``train_json``, ``valid_json``, ``image_root`` (``images``),
-        ``images_json``, ``images_boxonly_json`` and ``stats_json``.
+        ``images_json``, ``images_boxonly_json``, ``msd_image_root`` (``msd_images``),
+        ``msd_json``, ``msd_weak_json`` and ``stats_json``.
     """
+    if msd_set_size is None:
+        msd_set_size = image_set_size
     for name, value in (("train_videos", train_videos), ("val_videos", val_videos),
-                        ("image_set_size", image_set_size), ("seed", seed)):
+                        ("image_set_size", image_set_size), ("msd_set_size", msd_set_size),
+                        ("seed", seed)):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
             raise ValueError(
                 f"vis_d2.data.synthetic.generate: {name} must be an int >= 0, got {value!r}")
+    if isinstance(msd_weak_share, bool) or not isinstance(msd_weak_share, (int, float)) or not (
+            0.0 <= msd_weak_share <= 1.0):
+        raise ValueError("vis_d2.data.synthetic.generate: msd_weak_share must lie in [0, 1], "
+                         f"got {msd_weak_share!r}")
     cfg = config if config is not None else SynthConfig()
     if os.path.exists(out_dir) and not os.path.isdir(out_dir):
         raise NotADirectoryError(
@@ -756,6 +873,9 @@ def generate(out_dir: str, train_videos: int = 80, val_videos: int = 20, seed: i
         "image_root": os.path.join(out_dir, "images"),
         "images_json": os.path.join(out_dir, "images_train.json"),
         "images_boxonly_json": os.path.join(out_dir, "images_train_boxonly.json"),
+        "msd_image_root": os.path.join(out_dir, "msd_images"),
+        "msd_json": os.path.join(out_dir, "msd_train.json"),
+        "msd_weak_json": os.path.join(out_dir, "msd_weak_train.json"),
         "stats_json": os.path.join(out_dir, "stats.json"),
     }
     all_stats = {"seed": int(seed)}
@@ -788,6 +908,16 @@ def generate(out_dir: str, train_videos: int = 80, val_videos: int = 20, seed: i
     log(f"wrote {paths['images_json']} and {paths['images_boxonly_json']}: "
         f"{stats['images']} images, {stats['instances']} instances in {dt:.2f}s "
         f"({stats['images'] / max(dt, 1e-9):.1f} images/s)")
+
+    t0 = time.perf_counter()
+    exact, weak, stats = _generate_msd_images(out_dir, int(msd_set_size), float(msd_weak_share),
+                                              int(seed), cfg)
+    _write_json_atomic(paths["msd_json"], exact)
+    _write_json_atomic(paths["msd_weak_json"], weak)
+    all_stats["msd"] = stats
+    log(f"wrote {paths['msd_json']} and {paths['msd_weak_json']}: {stats['images']} images "
+        f"({stats['weak_images']} weak), {stats['instances']} instances in "
+        f"{time.perf_counter() - t0:.2f}s")
     _write_json_atomic(paths["stats_json"], all_stats)
     log(f"wrote {paths['stats_json']}")
     return paths
@@ -813,23 +943,35 @@ def _format_stats(stats: dict) -> str:
     s = stats["images"]
     lines.append(f"  images: {s['images']} images, {s['instances']} instances, per category "
                  f"{s['instances_per_category']}")
+    s = stats["msd"]
+    lines.append(f"  second source: {s['images']} images ({s['weak_images']} with noisy or "
+                 f"missing masks: {s['weak_noisy_masks']} noisy, {s['weak_missing_masks']} "
+                 f"missing), {s['instances']} instances, per category "
+                 f"{s['instances_per_category']}")
     return "\n".join(lines)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> Dict[str, str]:
     parser = argparse.ArgumentParser(
         prog="python -m vis_d2.data.synthetic",
-        description="Render the synthetic YouTube-VIS benchmark (videos + COCO image set).")
+        description="Render the synthetic YouTube-VIS benchmark (videos, the COCO image set and "
+                    "a second image source with its own taxonomy).")
     parser.add_argument("--out", default="datasets/synthvis", help="output directory")
     parser.add_argument("--train-videos", type=int, default=80)
     parser.add_argument("--val-videos", type=int, default=20)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--image-set-size", type=int, default=200)
+    parser.add_argument("--msd-set-size", type=int, default=None,
+                        help="images of the second source (its own taxonomy); default: "
+                             "--image-set-size")
+    parser.add_argument("--msd-weak-share", type=float, default=0.3,
+                        help="share of the second source's images with noisy or missing masks")
     args = parser.parse_args(argv)
     t0 = time.perf_counter()
     try:
         paths = generate(args.out, args.train_videos, args.val_videos, args.seed,
-                         args.image_set_size, verbose=True)
+                         args.image_set_size, verbose=True, msd_set_size=args.msd_set_size,
+                         msd_weak_share=args.msd_weak_share)
     except ValueError as e:
         parser.error(str(e))
     dt = time.perf_counter() - t0
@@ -837,7 +979,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, str]:
         stats = json.load(f)
     n_videos = stats["train"]["videos"] + stats["valid"]["videos"]
     n_frames = stats["train"]["frames"] + stats["valid"]["frames"]
-    n_images = stats["images"]["images"]
+    n_images = stats["images"]["images"] + stats["msd"]["images"]
     print(f"done in {dt:.2f}s: {n_videos} videos, {n_frames} frames, {n_images} images "
           f"({n_videos / dt:.1f} videos/s, {(n_frames + n_images) / dt:.1f} frames/s incl. images)")
     print(_format_stats(stats))
