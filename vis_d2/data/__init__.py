@@ -21,9 +21,12 @@ from .build import (
     get_vis_train_dataset_dicts,
     get_vis_train_sources,
     is_video_dataset,
+    mix_training_sources,
     source_repeat_factors,
 )
+from .categories import ClassMap, get_class_map, register_class_map
 from .copy_paste import CopyPaste
+from .openimages import load_openimages, register_openimages
 from .instance_recolor import InstanceRecolor
 from .pseudo_pair_mapper import PseudoPairDatasetMapper
 from .video_pair_mapper import VideoPairDatasetMapper

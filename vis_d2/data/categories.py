@@ -11,7 +11,7 @@ it uses in its metadata (``MetadataCatalog.get(name).taxonomy``, set by ``builti
 :class:`ClassMap` links the taxonomy of a video set (the model's classes) to the taxonomy of
 another training source, class by class, by the source's own category ids and names: COCO category
 ids, OpenImages MIDs. A source class that no map entry names is *auxiliary* (paper Sec. 3.2,
-Algorithm 1). When a source is mixed into training (:mod:`vis_d2.data.build`) its own category
+Algorithm 1). When a source is mixed into training (:mod:`vis_d2.data.mixing`) its own category
 list is checked against the map (:meth:`ClassMap.check_source`): a mapped class the source lacks
 is an error listing the closest names.
 
@@ -21,15 +21,16 @@ Where the facts come from:
   ``shared/ytvis_categories.json`` of this project's workspace).
 * COCO 2017 ids and names: the "categories" of ``instances_train2017.json``, as detectron2's
   ``detectron2/data/datasets/builtin_meta.py`` (``COCO_CATEGORIES``) and google/automl's
-  ``efficientdet/g3doc/coco_ids.yaml`` list them; ``tests/test_ytvis_loader.py`` checks the maps
+  ``efficientdet/g3doc/coco_ids.yaml`` list them; ``tests/test_msd_data.py`` checks the maps
   against detectron2's list.
 * OpenImages MIDs and display names: the 600 boxable classes of ``class-descriptions-boxable.csv``
-  (V5-V7 share them), as tensorflow/models ``research/object_detection/data/
-  oid_v4_label_map.pbtxt`` lists them; which class is a kind of which: the official
-  ``bbox_labels_600_hierarchy.json``. OpenImages boxes carry the leaf-most class only (a brown
-  bear is "Brown bear", not "Bear"), so a YouTube-VIS class maps to the OpenImages class of its
-  name *and* that class's subclasses in the hierarchy, except subclasses that are a YouTube-VIS
-  class of their own (Duck, Parrot, Shark, Panda) or another thing (Teddy bear, a toy under Bear).
+  (voxel51/fiftyone's ``fiftyone/utils/openimages.py`` reads that V5 file for V6 and V7), as
+  tensorflow/models ``research/object_detection/data/oid_v4_label_map.pbtxt`` lists them; which
+  class is a kind of which: the official ``bbox_labels_600_hierarchy.json``. OpenImages boxes
+  carry the leaf-most class only (a brown bear is "Brown bear", not "Bear"), so a YouTube-VIS
+  class maps to the OpenImages class of its name *and* that class's subclasses in the hierarchy,
+  except subclasses that are a YouTube-VIS class of their own (Duck, Parrot, Shark, Panda) or
+  another thing (Teddy bear, a toy under Bear).
 """
 import difflib
 from dataclasses import dataclass, field
