@@ -310,7 +310,7 @@ def test_cut_rle_cannot_hang_the_command(tmp_path):
 def test_areas_null_where_there_is_no_mask_is_scored(tmp_path):
     def mutate(d):
         d["annotations"][0]["segmentations"][2] = None
-        d["annotations"][0]["areas"] = [12, None, None]  # frame 1 falls back to its mask's area
+        d["annotations"][0]["areas"] = [12, None, None]  # frame 1: skipped, as the official does
     gt_file, res_file = _write(tmp_path, "gt", mutate)
     res = json.loads(open(res_file).read())
     res[0]["segmentations"][2] = None

@@ -13,15 +13,22 @@ loops replaced by batched ``pycocotools.mask`` calls:
   ``_video_ious``), the areas of ground truths and of predictions that no ground truth of
   their category could match from ``pycocotools.mask.area``. All sums are of integers in
   float64, so every IoU has the exact bits of the official's.
-* **Crowd ground truth** (``iscrowd`` 1; YouTube-VIS itself has none): as COCO, it is ignored,
-  may be matched by any number of predictions, and its IoU with a prediction uses the
-  prediction's area as the denominator: ``sum_f |d_f ∩ g_f| / sum_f |d_f|``. (``ytvoseval.py``
-  marks crowds ignored but scores them with the plain IoU above.)
-* A track's **area** (for the area ranges) is the mean of its non-zero per-frame areas: the
-  json ``areas`` of a ground truth (a frame whose ``areas`` entry is null, or an annotation
-  without ``areas``, falls back to the area of the frame's mask), the mask areas of a
-  prediction; 0 when there are none. Area ranges (inclusive): all [0, 1e10], small
-  [0, 128^2], medium [128^2, 256^2], large [256^2, 1e10].
+* **Crowd ground truth** (``iscrowd`` 1; YouTube-VIS itself has none): as ``ytvoseval.py``, it
+  is ignored (no target, and a prediction matched to it is neither a true nor a false positive),
+  any number of predictions may match it, and its IoU is the plain spatio-temporal IoU above.
+  ``coco_crowd=True`` (``--coco-crowd``; non-standard) scores it as COCO's ``cocoeval.py``
+  does instead, with the prediction's area as the denominator, ``sum_f |d_f ∩ g_f| /
+  sum_f |d_f|``, so that a prediction inside a crowd region matches it.
+* A track's **area** (for the area ranges) is the mean of its non-zero per-frame areas: for a
+  ground truth the json ``areas`` entries (a null entry is skipped, as the official does, even
+  where the frame has a mask); for an annotation without ``areas`` (the official fails on it:
+  ``KeyError``) the areas of its masks; for a prediction the areas of its masks; 0 when there
+  are none. Area ranges (inclusive): all [0, 1e10], small [0, 128^2], medium [128^2, 256^2],
+  large [256^2, 1e10].
+* An **annotation id 0** is scored as the official scores it: the official stores the id of the
+  matched ground truth, 0 meaning "unmatched", so a prediction matched to annotation 0 takes it
+  from the other predictions yet counts as unmatched (a false positive, unless ignored by its
+  area); a warning says so.
 * Matching, accumulation and the summary are COCO's: IoU thresholds 0.50:0.05:0.95,
   101 recall points, at most 1 / 10 / 100 predictions per video and category (highest scores,
   ties in file order), greedy matching by score, a ground truth outside the area range is
@@ -297,6 +304,11 @@ class YTVISGroundTruth:
         for ann in dataset["annotations"]:
             self.tracks[ann["video_id"]].append(self._track(ann))
         self._check_masks_present(len(seen_ids))
+        if 0 in seen_ids:
+            logger.warning(
+                f"{source}: annotation id 0: the official evaluator counts a prediction matched "
+                f"to it as unmatched (it takes id 0 for 'no match'), and so does this one; "
+                f"number the annotations from 1 to score it as a target")
 
     def _check_masks_present(self, num_annotations: int) -> None:
         """Refuse a ground truth without any mask (box-only: every AP would be 0) or with only
@@ -376,15 +388,8 @@ class YTVISGroundTruth:
             masks.append(rle if rle is not None else _empty_rle(h, w))
         frame_areas = mask_util.area(masks).astype(np.float64)
         areas = ann.get("areas")
-        if areas is None:
-            track_area = _mean_nonzero(frame_areas.tolist())
-        else:
-            # The json's area where given (the official uses only those); a null entry next to
-            # a mask falls back to the mask's area.
-            track_area = _mean_nonzero([
-                a if a is not None else (frame_areas[f] if present[f] else None)
-                for f, a in enumerate(areas)
-            ])
+        # The official reads only the json's areas (skipping null entries, masks or not).
+        track_area = _mean_nonzero(frame_areas.tolist() if areas is None else areas)
         return Track(
             id=ann["id"], video_id=ann["video_id"], category_id=ann["category_id"], score=1.0,
             iscrowd=bool(ann.get("iscrowd", 0)), masks=masks,
@@ -552,7 +557,8 @@ def _full_rle(height: int, width: int) -> dict:
                                  height, width)
 
 
-def _video_ious(dets: List[Track], gts: List[Track], video: VideoInfo) -> np.ndarray:
+def _video_ious(dets: List[Track], gts: List[Track], video: VideoInfo,
+                coco_crowd: bool = False) -> np.ndarray:
     """Spatio-temporal IoU of every prediction with every ground truth of one video; also sets
     the predictions' areas (``_set_areas``).
 
@@ -564,9 +570,10 @@ def _video_ious(dets: List[Track], gts: List[Track], video: VideoInfo) -> np.nda
 
     Args:
         dets: D predicted tracks, gts: G ground-truth tracks (non-empty lists) of ``video``.
+        coco_crowd: the IoU with a crowd ground truth is ``sum_f inter / sum_f |d_f|``
+            (COCO's rule) rather than the plain IoU (the official's).
     Returns:
-        (D, G) float64: ``sum_f inter / sum_f union``; for a crowd ground truth
-        ``sum_f inter / sum_f |d_f|``; 0 where the denominator is 0.
+        (D, G) float64: ``sum_f inter / sum_f union`` (0 where the denominator is 0).
     """
     D, G = len(dets), len(gts)
     pixels = float(video.height * video.width)
@@ -597,19 +604,22 @@ def _video_ious(dets: List[Track], gts: List[Track], video: VideoInfo) -> np.nda
 
     det_total = det_areas.sum(axis=1)[:, None]
     gt_total = np.array([g.frame_areas.sum() for g in gts])[None, :]
-    union = det_total + gt_total - inter
-    crowd = np.array([g.iscrowd for g in gts])[None, :]
-    denom = np.where(crowd, det_total, union)
+    denom = det_total + gt_total - inter
+    if coco_crowd:
+        crowd = np.array([g.iscrowd for g in gts])[None, :]
+        denom = np.where(crowd, det_total, denom)
     return np.where(denom > 0, inter / np.where(denom > 0, denom, 1.0), 0.0)
 
 
 def _greedy_match(ious: List[List[float]], gt_ignore: List[bool], gt_crowd: List[bool],
-                  iou_thresholds: Sequence[float]) -> np.ndarray:
+                  iou_thresholds: Sequence[float], gt_id_zero: Sequence[bool] = ()) -> np.ndarray:
     """COCO's greedy matching of one video and category, for every IoU threshold.
 
     Args:
         ious: D x G nested lists, predictions sorted by score (highest first).
         gt_ignore, gt_crowd: G flags.
+        gt_id_zero: G flags (or empty: none), the ground truths whose annotation id is 0: a
+            prediction matched to one is left unmatched, as the official's (see the module doc).
     Returns:
         (T, D) int8: ``_UNMATCHED``, ``_MATCHED`` (to a non-ignored ground truth) or
         ``_MATCHED_IGNORED``.
@@ -639,7 +649,10 @@ def _greedy_match(ious: List[List[float]], gt_ignore: List[bool], gt_crowd: List
                 best, m = row[g], g   # ties go to the later ground truth, as COCO
             if m > -1:
                 taken[m] = True
-                state[ti, d] = _MATCHED_IGNORED if gt_ignore[m] else _MATCHED
+                if gt_ignore[m]:
+                    state[ti, d] = _MATCHED_IGNORED
+                elif not (gt_id_zero and gt_id_zero[m]):
+                    state[ti, d] = _MATCHED
     return state
 
 
@@ -653,7 +666,8 @@ class YTVISEval:
 
     def __init__(self, gt: YTVISGroundTruth, predictions: Sequence[dict],
                  source: str = "<predictions>",
-                 area_ranges: "OrderedDict[str, Tuple[float, float]]" = AREA_RANGES):
+                 area_ranges: "OrderedDict[str, Tuple[float, float]]" = AREA_RANGES,
+                 coco_crowd: bool = False):
         """
         Args:
             gt: the ground truth.
@@ -661,12 +675,15 @@ class YTVISEval:
             source: the results file name, for error messages.
             area_ranges: ``{name: (min, max)}`` with keys all/small/medium/large; the default
                 is the official; others are for tests and non-standard datasets.
+            coco_crowd: non-standard: score crowd ground truth with COCO's IoU (intersection
+                over the prediction's area) instead of the official's plain IoU.
         """
         missing = {"all", "small", "medium", "large"} - set(area_ranges)
         if missing:
             raise ValueError(f"area_ranges lacks {sorted(missing)}")
         self.gt = gt
         self.area_ranges = OrderedDict(area_ranges)
+        self.coco_crowd = coco_crowd
         # Areas come later, with the IoUs (each mask is decoded once).
         self.predictions = _parse_predictions(predictions, gt, source)
         self.category_ids = list(gt.categories)
@@ -728,7 +745,7 @@ class YTVISEval:
                 # pycocotools calls; pairs across categories are cheap and dropped).
                 dets = [d for c in paired for d in dets_by_cat[c]]
                 gts = [g for c in paired for g in gts_by_cat[c]]
-                ious_all = _video_ious(dets, gts, video)
+                ious_all = _video_ious(dets, gts, video, coco_crowd=self.coco_crowd)
                 d0 = g0 = 0
             for c, dets in dets_by_cat.items():
                 k = cat_index[c]
@@ -745,11 +762,13 @@ class YTVISEval:
                         states[k][a].append(unmatched)
                     continue
                 crowd = [g.iscrowd for g in gts]
+                id_zero = [g.id == 0 for g in gts] if any(g.id == 0 for g in gts) else []
                 cache = {}  # area ranges that ignore the same ground truths match the same way
                 for a, (lo, hi) in enumerate(ranges):
                     ignore = tuple(g.iscrowd or g.area < lo or g.area > hi for g in gts)
                     if ignore not in cache:
-                        cache[ignore] = _greedy_match(ious, list(ignore), crowd, thresholds)
+                        cache[ignore] = _greedy_match(ious, list(ignore), crowd, thresholds,
+                                                      id_zero)
                     states[k][a].append(cache[ignore])
 
         def cat(parts, dtype, shape_t=False):
@@ -869,16 +888,9 @@ def to_class_agnostic(gt: dict, predictions: Sequence[dict], source: str = "<gro
     return gt, predictions
 
 
-def evaluate_ytvis(gt: Union[str, dict, YTVISGroundTruth], predictions: Union[str, Sequence[dict]],
-                   class_agnostic: bool = False) -> "OrderedDict[str, float]":
-    """The eight YouTube-VIS metrics (fractions in [0, 1]; -1 without ground truth).
-
-    Args:
-        gt: a ground-truth json path, its parsed dict, or a ``YTVISGroundTruth`` (not with
-            ``class_agnostic``).
-        predictions: a results json path or the list of predictions (json category ids).
-        class_agnostic: score every track as one category (:func:`to_class_agnostic`).
-    """
+def _load_inputs(gt, predictions, class_agnostic: bool):
+    """(YTVISGroundTruth, predictions list, results source) from :func:`evaluate_ytvis`'s
+    arguments."""
     source = "<predictions>"
     if isinstance(predictions, (str, os.PathLike)):
         source = str(predictions)
@@ -896,7 +908,23 @@ def evaluate_ytvis(gt: Union[str, dict, YTVISGroundTruth], predictions: Union[st
             gt = YTVISGroundTruth.load(gt)
         else:
             gt = YTVISGroundTruth(gt)
-    return YTVISEval(gt, predictions, source=source).evaluate()
+    return gt, predictions, source
+
+
+def evaluate_ytvis(gt: Union[str, dict, YTVISGroundTruth], predictions: Union[str, Sequence[dict]],
+                   class_agnostic: bool = False, coco_crowd: bool = False
+                   ) -> "OrderedDict[str, float]":
+    """The eight YouTube-VIS metrics (fractions in [0, 1]; -1 without ground truth).
+
+    Args:
+        gt: a ground-truth json path, its parsed dict, or a ``YTVISGroundTruth`` (not with
+            ``class_agnostic``).
+        predictions: a results json path or the list of predictions (json category ids).
+        class_agnostic: score every track as one category (:func:`to_class_agnostic`).
+        coco_crowd: non-standard crowd scoring (see :class:`YTVISEval`).
+    """
+    gt, predictions, source = _load_inputs(gt, predictions, class_agnostic)
+    return YTVISEval(gt, predictions, source=source, coco_crowd=coco_crowd).evaluate()
 
 
 def format_metrics_table(metrics: "OrderedDict[str, float]") -> str:
