@@ -30,6 +30,8 @@ from vis_d2.evaluation.ytvis_eval import (
     YTVISGroundTruth,
     _video_ious,
     evaluate_ytvis,
+    evaluate_ytvis_long_videos,
+    format_metrics_table,
     load_predictions,
 )
 
@@ -671,6 +673,39 @@ def test_equals_the_official_on_random_sets(seed):
         assert run(gt, preds, coco_crowd=True)["AP"] > ours[0] + 1e-3
 
 
+# The YouTube-VIS 2022 scorer's numbers (its yt2022_evaluate.py: results loaded against gt.json,
+# YTVOSeval against gt_short.json and gt_long.json, each holding its videos' ground truth) for
+# official_case(5) with the long videos every third id: computed once as OFFICIAL_STATS were.
+OFFICIAL_2022_CASE5 = {
+    "short": [0.05891089108910891, 0.12623762376237624, 0.0, 0.05891089108910891, -1.0, -1.0,
+              0.0, 0.125],
+    "long": [0.17854785478547855, 0.38943894389438943, 0.16831683168316827, 0.20099009900990095,
+             0.2524752475247524, -1.0, 0.13333333333333333, 0.18888888888888886],
+}
+
+
+def test_long_video_protocol_equals_the_2022_scorer(tmp_path):
+    gt, preds = official_case(5)
+    long_ids = sorted(v["id"] for v in gt["videos"])[::3]
+    res = evaluate_ytvis_long_videos(gt, preds, long_ids)
+    assert list(res) == ["AP", "short", "long"]
+    for split in ("short", "long"):
+        assert list(res[split].values()) == pytest.approx(OFFICIAL_2022_CASE5[split], abs=1e-9)
+    assert res["AP"] == approx((OFFICIAL_2022_CASE5["short"][0]
+                                + OFFICIAL_2022_CASE5["long"][0]) / 2)
+    # The long videos given as a YouTube-VIS json (the server's gt_long.json) or a list of ids.
+    (tmp_path / "gt_long.json").write_text(json.dumps(
+        {"videos": [v for v in gt["videos"] if v["id"] in long_ids], "annotations": []}))
+    (tmp_path / "long.json").write_text(json.dumps(long_ids[::-1]))
+    for path in ("gt_long.json", "long.json"):
+        assert evaluate_ytvis_long_videos(gt, preds, str(tmp_path / path)) == res
+    table = format_metrics_table(res).splitlines()
+    assert table[0].split(" | ")[:2] == ["videos", "    AP"]
+    assert table[2].startswith("short  | 0.0589 | 0.1262 |")
+    assert table[3].startswith("long   | 0.1785 | 0.3894 |")
+    assert table[4] == "mean AP of short and long (the 2022 server's mAP): 0.1187"
+
+
 # --------------------------------------------------------------------------------------------
 # Command line
 # --------------------------------------------------------------------------------------------
@@ -739,12 +774,23 @@ def test_cli_class_agnostic(tmp_path, capsys):
     assert "nocats.json: class-agnostic scoring needs a non-empty 'categories'" in capsys.readouterr().err
 
 
-def test_cli_coco_crowd(tmp_path, capsys):
-    """case 1 has a crowd that predictions inside it match COCO's way only."""
+def test_cli_long_videos_and_coco_crowd(tmp_path, capsys):
+    gt, preds = official_case(5)
+    long_ids = sorted(v["id"] for v in gt["videos"])[::3]
+    for name, data in (("gt.json", gt), ("res.json", preds), ("long.json", long_ids)):
+        (tmp_path / name).write_text(json.dumps(data))
+    args = ["--gt", str(tmp_path / "gt.json"), "--results", str(tmp_path / "res.json")]
+    assert cli.main(args + ["--long-videos", str(tmp_path / "long.json"), "--json"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert res == json.loads(json.dumps(evaluate_ytvis_long_videos(gt, preds, long_ids)))
+    assert cli.main(args + ["--long-videos", str(tmp_path / "long.json")]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [ln.split(" | ")[0] for ln in lines[2:4]] == ["short ", "long  "]
+    assert lines[4].endswith(": 0.1187")
+    # --coco-crowd: case 1 has a crowd that predictions inside it match COCO's way only.
     gt, preds = official_case(1)
     (tmp_path / "gt.json").write_text(json.dumps(gt))
     (tmp_path / "res.json").write_text(json.dumps(preds))
-    args = ["--gt", str(tmp_path / "gt.json"), "--results", str(tmp_path / "res.json")]
     assert cli.main(args + ["--json"]) == 0
     assert json.loads(capsys.readouterr().out)["AP"] == approx(OFFICIAL_STATS[1][0])
     assert cli.main(args + ["--json", "--coco-crowd"]) == 0

@@ -35,6 +35,14 @@ loops replaced by batched ``pycocotools.mask`` calls:
   ignored, so is an unmatched prediction outside it; a category without (non-ignored) ground
   truth does not count, and a metric with none at all is -1.
 
+**YouTube-VIS 2022** (:func:`evaluate_ytvis_long_videos`, ``--long-videos FILE``): its validation
+set adds long videos to the 2021 one, and its server scores the short and the long videos
+separately, each as the official scores a ground truth of those videos alone, reporting mAP_S,
+AP50_S, AP75_S, AR1_S, AR10_S, the same for the long videos (_L), and ``mAP``, the mean of the
+two APs (its scoring program, as republished in DVIS++'s ``utils/yt2022_evaluate.py``). Which
+videos are long is the organisers' list (``gt_long.json``), not a published rule by length, so it
+is an input.
+
 Unlike the official code, malformed input is an error (``YTVISFormatError``, a ``ValueError``)
 naming the file and the video / annotation / prediction / frame: a ``segmentations`` list whose
 length is not the video's (the official silently truncates it), a mask whose size is not the
@@ -51,6 +59,7 @@ Usage::
 
     gt = YTVISGroundTruth.load("valid.json")
     metrics = evaluate_ytvis(gt, json.load(open("results.json")))   # {"AP": 0.41, ...}
+    evaluate_ytvis_long_videos(gt, "results.json", "gt_long.json")  # {"AP", "short", "long"}
 """
 import functools
 import json
@@ -74,7 +83,9 @@ __all__ = [
     "VideoInfo",
     "Track",
     "evaluate_ytvis",
+    "evaluate_ytvis_long_videos",
     "load_predictions",
+    "read_video_ids",
     "read_json",
     "to_class_agnostic",
     "format_metrics_table",
@@ -691,18 +702,27 @@ class YTVISEval:
         self.recall: Optional[np.ndarray] = None
         self.stats: Optional["OrderedDict[str, float]"] = None
 
-    def evaluate(self) -> "OrderedDict[str, float]":
+    def evaluate(self, video_ids: Optional[Sequence[int]] = None) -> "OrderedDict[str, float]":
         """Match, accumulate and summarise. Returns ``{name: value}`` for ``METRIC_NAMES``
-        as fractions in [0, 1] (-1 where there is no ground truth to score)."""
-        per_category = self._match_all()
+        as fractions in [0, 1] (-1 where there is no ground truth to score).
+
+        Args:
+            video_ids: score only these videos of the ground truth (and the predictions on
+                them), as the official scores a ground-truth file holding only them; None: all.
+        """
+        if video_ids is not None:
+            unknown = sorted(set(video_ids) - set(self.gt.videos))
+            if unknown:
+                raise YTVISFormatError(f"video ids {unknown[:10]} are not in {self.gt.source}")
+        per_category = self._match_all(video_ids)
         self._accumulate(per_category)
         self.stats = self._summarize()
         return self.stats
 
-    def _match_all(self):
+    def _match_all(self, video_ids: Optional[Sequence[int]] = None):
         """Per category: the predictions (kept top-100 per video) in the official's order
         (videos by id, then score) with their match states per area range, and the number of
-        non-ignored ground truths per area range."""
+        non-ignored ground truths per area range; over the videos ``video_ids`` (None: all)."""
         ranges = list(self.area_ranges.values())
         num_thr = len(IOU_THRESHOLDS)
         thresholds = IOU_THRESHOLDS.tolist()
@@ -714,7 +734,10 @@ class YTVISEval:
         # Group by video and category; keep the 100 best per group (stable: file order on ties).
         groups = []  # (video, {category: gts}, {category: dets})
         unpaired = []  # predictions of a category without ground truth in their video
+        selected = None if video_ids is None else set(video_ids)
         for vid, gts_all in self.gt.tracks.items():
+            if selected is not None and vid not in selected:
+                continue
             gts_by_cat = defaultdict(list)
             for g in gts_all:
                 gts_by_cat[g.category_id].append(g)
@@ -927,12 +950,79 @@ def evaluate_ytvis(gt: Union[str, dict, YTVISGroundTruth], predictions: Union[st
     return YTVISEval(gt, predictions, source=source, coco_crowd=coco_crowd).evaluate()
 
 
-def format_metrics_table(metrics: "OrderedDict[str, float]") -> str:
+def read_video_ids(path, gt: YTVISGroundTruth) -> List[int]:
+    """The video ids listed in ``path``: a json list of ids, or a YouTube-VIS json (an object
+    with ``videos``, such as the 2022 server's ``gt_long.json``) whose videos are taken.
+    Each must be a video of ``gt``; ``YTVISFormatError`` naming the file otherwise."""
+    data = read_json(path)
+    if isinstance(data, dict) and isinstance(data.get("videos"), list):
+        data = [v.get("id") if isinstance(v, dict) else v for v in data["videos"]]
+    if not isinstance(data, list) or not data:
+        raise YTVISFormatError(f"{path}: expected a non-empty json list of video ids, or a "
+                               f"YouTube-VIS json with a non-empty 'videos' list")
+    for i, vid in enumerate(data):
+        if not _is_int(vid):
+            raise YTVISFormatError(f"{path}: entry {i}: a video id is an integer, got {vid!r}")
+        if vid not in gt.videos:
+            raise YTVISFormatError(f"{path}: video {vid} is not in {gt.source}")
+    return sorted(set(data))
+
+
+def evaluate_ytvis_long_videos(gt: Union[str, dict, YTVISGroundTruth],
+                               predictions: Union[str, Sequence[dict]],
+                               long_videos: Union[str, Sequence[int]],
+                               class_agnostic: bool = False, coco_crowd: bool = False
+                               ) -> "OrderedDict[str, object]":
+    """The YouTube-VIS 2022 protocol: the short and the long videos scored separately, each as
+    the official scores a ground truth of those videos only, and their mean AP, which the 2022
+    server reports as its ``mAP`` (next to ``mAP_S``, ``AP50_S``, ... ``AR10_L``).
+
+    Args:
+        gt, predictions, class_agnostic, coco_crowd: as :func:`evaluate_ytvis`.
+        long_videos: the ids of the long videos (the rest of ``gt`` are the short ones), or a
+            file listing them (:func:`read_video_ids`).
+    Returns:
+        ``{"AP": mean of the two APs (-1 if either is -1), "short": {metric: value},
+        "long": {metric: value}}``.
+    """
+    gt, predictions, source = _load_inputs(gt, predictions, class_agnostic)
+    if isinstance(long_videos, (str, os.PathLike)):
+        long_ids = read_video_ids(long_videos, gt)
+    else:
+        long_ids = sorted(set(long_videos))
+        unknown = [v for v in long_ids if v not in gt.videos]
+        if unknown:
+            raise YTVISFormatError(f"long videos {unknown[:10]} are not in {gt.source}")
+    short_ids = sorted(set(gt.videos) - set(long_ids))
+    if not long_ids or not short_ids:
+        raise YTVISFormatError(
+            f"{gt.source}: the long-video protocol needs both short and long videos; "
+            f"{len(long_ids)} of its {len(gt.videos)} videos are long")
+    ytvis_eval = YTVISEval(gt, predictions, source=source, coco_crowd=coco_crowd)
+    short = ytvis_eval.evaluate(short_ids)
+    long = ytvis_eval.evaluate(long_ids)
+    mean = (short["AP"] + long["AP"]) / 2 if short["AP"] >= 0 and long["AP"] >= 0 else -1.0
+    return OrderedDict([("AP", mean), ("short", short), ("long", long)])
+
+
+def format_metrics_table(metrics: "OrderedDict[str, object]") -> str:
     """A text table of the metrics, as fractions like the YouTube-VIS server reports them
-    ("-" where there is no ground truth to score)."""
-    names = [n for n in METRIC_NAMES if n in metrics]
+    ("-" where there is no ground truth to score); for the result of
+    :func:`evaluate_ytvis_long_videos`, one row per split and their mean AP."""
     width = 6
+
+    def cell(v):
+        return f"{v:>{width}.4f}" if v >= 0 else f"{'-':>{width}}"
+
+    if "short" in metrics and "long" in metrics:
+        names = [n for n in METRIC_NAMES if n in metrics["short"]]
+        head = "videos | " + " | ".join(f"{n:>{width}}" for n in names)
+        rows = [f"{split:<6} | " + " | ".join(cell(metrics[split][n]) for n in names)
+                for split in ("short", "long")]
+        return "\n".join([head, "-" * len(head), *rows,
+                          f"mean AP of short and long (the 2022 server's mAP): "
+                          f"{cell(metrics['AP']).strip()}"])
+    names = [n for n in METRIC_NAMES if n in metrics]
     head = " | ".join(f"{n:>{width}}" for n in names)
-    vals = " | ".join(
-        f"{metrics[n]:>{width}.4f}" if metrics[n] >= 0 else f"{'-':>{width}}" for n in names)
+    vals = " | ".join(cell(metrics[n]) for n in names)
     return f"{head}\n{'-' * len(head)}\n{vals}"
