@@ -15,7 +15,8 @@ from detectron2.engine import default_argument_parser, default_setup, launch
 from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
 
-import vis_d2  # noqa: F401  (registers datasets and model components)
+import vis_d2.data  # noqa: F401  (registers the datasets)
+import vis_d2.modeling  # noqa: F401  (registers the model components)
 from vis_d2.config import get_vis_cfg
 from vis_d2.data.build import verify_datasets
 from vis_d2.engine import AtomicCheckpointer, VISTrainer, check_weights_path

@@ -1,6 +1,10 @@
-"""No import cycle inside vis_d2, counting imports made inside functions."""
+"""The import graph of vis_d2: no import cycle (counting imports made inside functions); what
+``import vis_d2`` and the metric's command line load."""
 import ast
+import json
 import os
+import subprocess
+import sys
 
 import pytest
 
@@ -95,3 +99,76 @@ def test_vis_d2_has_no_import_cycle():
     cycle = find_cycle(import_graph(_modules()))
     if cycle:
         pytest.fail("import cycle: " + " -> ".join(cycle))
+
+
+# --------------------------------------------------------------------------------------------
+# What `import vis_d2` and the metric's command line load
+# --------------------------------------------------------------------------------------------
+
+REPO = os.path.dirname(ROOT)
+
+# Run first in a subprocess: importing torch, detectron2 or fvcore raises from then on.
+_BLOCK_HEAVY = """
+import sys
+class Blocker:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in ("torch", "torchvision", "detectron2", "fvcore"):
+            raise ImportError(f"blocked: {name}")
+        return None
+sys.meta_path.insert(0, Blocker())
+"""
+
+
+def _python(code, *args, timeout=120):
+    return subprocess.run([sys.executable, "-c", code, *args], cwd=REPO, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def test_metric_command_runs_with_torch_and_detectron2_blocked(tmp_path):
+    mask = {"size": [4, 5], "counts": [5, 3, 12]}  # uncompressed RLE: 3 pixels
+    gt = {"videos": [{"id": 1, "height": 4, "width": 5, "length": 2}],
+          "categories": [{"id": 1, "name": "a"}],
+          "annotations": [{"id": 1, "video_id": 1, "category_id": 1, "iscrowd": 0,
+                           "segmentations": [mask, None], "areas": [3, None]}]}
+    import pycocotools.mask as mask_util
+
+    rle = mask_util.frPyObjects(mask, 4, 5)
+    results = [{"video_id": 1, "category_id": 1, "score": 0.5,
+                "segmentations": [{"size": [4, 5], "counts": rle["counts"].decode()}, None]}]
+    (tmp_path / "gt.json").write_text(json.dumps(gt))
+    (tmp_path / "res.json").write_text(json.dumps(results))
+    code = _BLOCK_HEAVY + """
+import runpy
+import vis_d2, vis_d2.evaluation
+assert not any(m.split(".")[0] in ("torch", "detectron2") for m in sys.modules)
+sys.argv = ["vis_d2.evaluation"] + sys.argv[1:]
+try:
+    runpy.run_module("vis_d2.evaluation", run_name="__main__", alter_sys=True)
+except SystemExit as e:
+    print("exit", e.code)
+"""
+    out = _python(code, "--gt", str(tmp_path / "gt.json"), "--results",
+                  str(tmp_path / "res.json"), "--json")
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.strip().splitlines()
+    assert lines[-1] == "exit 0", out.stdout + out.stderr
+    assert json.loads(lines[-2])["AP"] == pytest.approx(1.0, abs=1e-9)
+    # The blocker works: the evaluator (a detectron2 DatasetEvaluator) cannot be imported.
+    out = _python(_BLOCK_HEAVY + "from vis_d2.evaluation import YTVISEvaluator")
+    assert out.returncode != 0 and "blocked: detectron2" in out.stderr
+
+
+def test_import_vis_d2_is_light_and_the_config_registers_everything():
+    code = """
+import sys
+import vis_d2
+assert "torch" not in sys.modules, "import vis_d2 imported torch"
+cfg = vis_d2.get_vis_cfg(opts=["MODEL.DEVICE", "cpu"])
+from detectron2.data import DatasetCatalog
+from detectron2.modeling import META_ARCH_REGISTRY, ROI_HEADS_REGISTRY
+print("VideoRCNN" in META_ARCH_REGISTRY, "VISROIHeads" in ROI_HEADS_REGISTRY,
+      "ytvis_2021_train" in DatasetCatalog.list(), cfg.MODEL.VIS.TRACK_HEAD.NUM_FC)
+"""
+    out = _python(code)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["True", "True", "True", "2"]

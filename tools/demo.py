@@ -30,7 +30,8 @@ from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.engine import default_setup
 from detectron2.utils.logger import setup_logger
 
-import vis_d2  # noqa: F401  (registers datasets and model components)
+import vis_d2.data  # noqa: F401  (registers the datasets)
+import vis_d2.modeling  # noqa: F401  (registers the model components)
 from vis_d2.config import get_vis_cfg
 from vis_d2.data.build import verify_datasets
 from vis_d2.data.frames import read_frame

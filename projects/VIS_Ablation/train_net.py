@@ -33,7 +33,8 @@ from detectron2.evaluation import print_csv_format
 from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
 
-import vis_d2  # noqa: F401  (registers datasets and model components)
+import vis_d2.data  # noqa: F401  (registers the datasets)
+import vis_d2.modeling  # noqa: F401  (registers the model components)
 from vis_d2.env import resolve_device
 from vis_d2.data.build import check_num_classes
 from vis_d2.engine.checkpoint import AtomicCheckpointer, check_weights_path

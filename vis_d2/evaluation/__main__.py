@@ -13,6 +13,8 @@ protocol: the videos FILE lists (a json list of ids, or a YouTube-VIS json such 
 ``--coco-crowd`` is non-standard: crowd ground truth scored as COCO does, not as the official
 ``ytvoseval.py``. A malformed file, or a ground truth with nothing to score (no annotations, no
 masks), exits with status 2 and a message naming it.
+
+It imports neither torch nor detectron2 (tests/test_import_graph.py checks).
 """
 import argparse
 import json
