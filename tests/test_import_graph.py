@@ -1,5 +1,5 @@
 """The import graph of vis_d2: no import cycle (counting imports made inside functions); what
-``import vis_d2`` and the metric's command line load."""
+``import vis_d2`` and the metric's command line load; the third-party warnings printed at import."""
 import ast
 import json
 import os
@@ -172,3 +172,64 @@ print("VideoRCNN" in META_ARCH_REGISTRY, "VISROIHeads" in ROI_HEADS_REGISTRY,
     out = _python(code)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["True", "True", "True", "2"]
+
+
+def _calls_jit_script(tree):
+    for node in ast.walk(tree):
+        if (isinstance(node, ast.Attribute) and node.attr == "script"
+                and isinstance(node.value, ast.Attribute) and node.value.attr == "jit"):
+            return True
+        if (isinstance(node, ast.ImportFrom) and node.module == "torch.jit"
+                and any(a.name == "script" for a in node.names)):
+            return True
+    return False
+
+
+def test_our_code_never_calls_torch_jit_script():
+    """vis_d2 filters torch's torch.jit.script FutureWarning while third-party modules import
+    (vis_d2.quiet_import); none of our own code may call it, so that filter hides nothing
+    of ours."""
+    assert _calls_jit_script(ast.parse("import torch\nf = torch.jit.script(g)"))
+    assert _calls_jit_script(ast.parse("from torch.jit import script"))
+    assert not _calls_jit_script(ast.parse("torch.jit.trace(m, x)"))
+    found = []
+    for folder in ("vis_d2", "tools", "projects", "tests"):
+        for path, _, files in os.walk(os.path.join(REPO, folder)):
+            for name in files:
+                if name.endswith(".py") and name != "test_import_graph.py":
+                    with open(os.path.join(path, name)) as f:
+                        if _calls_jit_script(ast.parse(f.read())):
+                            found.append(os.path.join(path, name))
+    with open(os.path.join(REPO, "train_net.py")) as f:
+        assert not _calls_jit_script(ast.parse(f.read()))
+    assert found == []
+
+
+def test_third_party_jit_script_warnings_are_filtered_and_ours_are_not(tmp_path):
+    """fvcore.nn and detectron2.modeling script functions at import; imported through vis_d2
+    (as the entry points do, first) their FutureWarnings are gone, while a torch.jit.script call
+    of the caller's own still warns once."""
+    script = tmp_path / "caller.py"  # TorchScript reads the function's source from its file
+    script.write_text("""
+import vis_d2.data, vis_d2.modeling
+import detectron2.engine, detectron2.evaluation
+import torch
+def f(x: int) -> int:
+    return x + 1
+torch.jit.script(f)
+""")
+    out = subprocess.run([sys.executable, str(script)], cwd=REPO, capture_output=True, text=True,
+                         timeout=120, env=dict(os.environ, PYTHONPATH=REPO))
+    assert out.returncode == 0, out.stderr
+    assert out.stderr.count("`torch.jit.script` is deprecated") == 1, out.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("script", ["train_net.py", "tools/demo.py", "tools/benchmark.py",
+                                    "projects/VIS_Ablation/train_net.py"])
+def test_entry_points_print_no_third_party_warning(script):
+    out = subprocess.run([sys.executable, script, "--help"], cwd=REPO, capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "usage:" in out.stdout
+    assert "Warning" not in out.stderr, out.stderr

@@ -32,6 +32,10 @@ import numpy as np
 import pycocotools.mask as mask_util
 import torch
 
+# vis_d2's first: they register its datasets and model components, and import detectron2
+# without the FutureWarnings of its import-time torch.jit.script calls (vis_d2/quiet_import.py).
+import vis_d2.data  # noqa: F401
+import vis_d2.modeling  # noqa: F401
 from detectron2.data import DatasetCatalog
 from detectron2.modeling import build_model
 from detectron2.solver.build import maybe_add_gradient_clipping

@@ -9,6 +9,11 @@ registries, the way detectron2's own ``projects/`` do, by
 * the first ``add_vis_config`` / ``get_vis_cfg`` call (both), so that a script building its
   config through them needs no other import; ``vis_d2.add_vis_config`` and
   ``vis_d2.get_vis_cfg`` are imported on first access (PEP 562).
+
+The entry points (``train_net.py``, ``tools/*``, ``projects/VIS_Ablation/*``) import
+``vis_d2.data`` and ``vis_d2.modeling`` before detectron2: these two import the third-party
+modules that call ``torch.jit.script`` at import through ``vis_d2.quiet_import``, which
+filters the deprecation FutureWarning torch would otherwise print twice in every command.
 """
 import importlib
 
