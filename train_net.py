@@ -11,11 +11,14 @@ import contextlib
 import logging
 import os
 
+# vis_d2's first: they register its datasets and model components, and import detectron2
+# without the FutureWarnings of its import-time torch.jit.script calls (vis_d2/quiet_import.py).
+import vis_d2.data  # noqa: F401
+import vis_d2.modeling  # noqa: F401
 from detectron2.engine import default_argument_parser, default_setup, launch
 from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
 
-import vis_d2  # noqa: F401  (registers datasets and model components)
 from vis_d2.config import get_vis_cfg
 from vis_d2.data.build import verify_datasets
 from vis_d2.engine import AtomicCheckpointer, VISTrainer, check_weights_path

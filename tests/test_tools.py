@@ -3,6 +3,7 @@ video inference, and one run end to end on a tiny synthvis with random weights;
 tools/benchmark.py: its subcommands, and the two that need no model on tiny inputs."""
 import dataclasses
 import importlib.util
+import json
 import os
 
 import numpy as np
@@ -241,3 +242,14 @@ def test_benchmark_ytvis_eval_gives_the_plain_ious(capsys):
     out = capsys.readouterr().out
     assert out.startswith("built 4 videos x 5 frames (96x128)")
     assert "SPEED: " in out and out.rstrip().endswith("identical IoUs: True")
+
+
+def test_benchmark_times_the_metric_command_in_fresh_processes(tmp_path, capsys):
+    gt, _ = benchmark.build_synthetic(2, 8, 40, 50, 2, np.random.default_rng(0))
+    (tmp_path / "gt.json").write_text(json.dumps(gt))
+    benchmark.main(["ytvis_eval", "--videos", "0", "--command-gt", str(tmp_path / "gt.json"),
+                    "--repeats", "2"])
+    out = capsys.readouterr().out
+    assert "(its annotations as results: AP 1.0000), 2 fresh processes: median wall" in out
+    # Without torch (which alone takes more) the command stays under 200 MiB.
+    assert 0 < int(out.split("peak RSS ")[1].split()[0]) < 200

@@ -30,6 +30,8 @@ from vis_d2.evaluation.ytvis_eval import (
     YTVISGroundTruth,
     _video_ious,
     evaluate_ytvis,
+    evaluate_ytvis_long_videos,
+    format_metrics_table,
     load_predictions,
 )
 
@@ -204,22 +206,48 @@ def test_crowd_ground_truth():
     person = [rect(h, w, 0, 5, 0, 5), rect(h, w, 0, 5, 1, 6)]
     crowd = [rect(h, w, 10, 20, 0, 20), rect(h, w, 10, 20, 0, 20)]   # 200 px per frame
     inside1 = [rect(h, w, 10, 15, 0, 10), None]                    # 50 px in the crowd
-    inside2 = [rect(h, w, 15, 20, 5, 15), rect(h, w, 16, 20, 0, 10)]
+    inside2 = [rect(h, w, 15, 20, 5, 15), rect(h, w, 16, 20, 0, 10)]  # 50 + 40 px in it
     gt = gt_json([video(1, h, w, 2)], [ann(1, 1, 1, person), ann(2, 1, 1, crowd, iscrowd=1)])
     g = YTVISGroundTruth(gt)
     tracks = load_predictions([pred(1, 1, 0.9, inside1), pred(1, 1, 0.9, inside2)], g)
+    # The official's IoU with a crowd is the plain one: 50 / 400 and 90 / 400 ...
     ious = _video_ious(tracks[1], g.tracks[1], g.videos[1])
-    # IoU with a crowd is sum_f |d ∩ g| / sum_f |d| (= 1 for a prediction inside it, although
-    # its plain IoU is 50 / 400); the plain IoU with the person is 0.
+    assert ious.tolist() == [[0.0, 0.125], [0.0, 0.225]]
+    # ... COCO's (coco_crowd) is sum_f |d ∩ g| / sum_f |d|: 1 for a prediction inside it.
+    ious = _video_ious(tracks[1], g.tracks[1], g.videos[1], coco_crowd=True)
     assert ious.tolist() == [[0.0, 1.0], [0.0, 1.0]]
-    # Predictions inside the crowd, scored above the true one, are ignored (and the crowd can
-    # take any number of them): AP 1. Scored as false positives they would give AP 1/3.
+    # Officially the predictions inside the crowd match nothing and, scored above the true one,
+    # are false positives: precision 1/3 at recall 1, AP 1/3. COCO's way they match the crowd,
+    # which is ignored and takes any number of them: AP 1.
     preds = [pred(1, 1, 0.95, inside1), pred(1, 1, 0.9, inside2), pred(1, 1, 0.8, person)]
-    res = run(gt, preds)
-    assert res["AP"] == approx(1.0) and res["AR10"] == approx(1.0)
+    assert run(gt, preds)["AP"] == approx(1 / 3)
+    assert run(gt, preds, coco_crowd=True)["AP"] == approx(1.0)
+    # Both ways, predictions that cover the crowd match it, as many as there are, and are
+    # ignored: AP 1.
+    preds2 = [pred(1, 1, 0.95, crowd), pred(1, 1, 0.9, crowd), pred(1, 1, 0.8, person)]
+    assert run(gt, preds2)["AP"] == approx(1.0)
+    assert run(gt, preds2, coco_crowd=True)["AP"] == approx(1.0)
     # The crowd is no target: nothing matched to it counts as found.
-    res = run(gt, preds[:2])
-    assert res["AP"] == approx(0.0) and res["AR10"] == approx(0.0)
+    for kw in ({}, {"coco_crowd": True}):
+        res = run(gt, preds2[:2], **kw)
+        assert res["AP"] == approx(0.0) and res["AR10"] == approx(0.0)
+
+
+def test_annotation_id_0_as_the_official(caplog):
+    """The official stores the matched annotation's id, 0 meaning "none": a prediction matched
+    to annotation 0 takes it from the others and counts as a false positive."""
+    h, w = 10, 10
+    a, b = [rect(h, w, 0, 5, 0, 5)], [rect(h, w, 5, 10, 5, 10)]
+    preds = [pred(1, 1, 0.9, a), pred(1, 1, 0.8, a), pred(1, 1, 0.7, b)]
+    with caplog.at_level("WARNING", logger="vis_d2.evaluation"):
+        res = run(gt_json([video(1, h, w, 1)], [ann(0, 1, 1, a), ann(1, 1, 1, b)]), preds)
+    assert "annotation id 0" in caplog.text
+    # FP (matched to annotation 0), FP (unmatched: 0 is taken), TP of 2: recall 1/2 at
+    # precision 1/3, so AP = 51 * (1/3) / 101 at every threshold.
+    assert res["AP"] == approx(51 * (1 / 3) / 101) and res["AR10"] == approx(0.5)
+    res = run(gt_json([video(1, h, w, 1)], [ann(2, 1, 1, a), ann(1, 1, 1, b)]), preds)
+    # Numbered from 1: TP, FP (a duplicate), TP: precision 1 up to recall 1/2, then 2/3.
+    assert res["AP"] == approx((51 + 50 * 2 / 3) / 101)
 
 
 def test_area_ranges():
@@ -267,10 +295,11 @@ def test_track_area_is_mean_of_nonempty_frames():
     gt = gt_json([video(1, h, w, 4)], [
         ann(1, 1, 1, segs),                                  # areas [100, None, 300, 0]
         ann(2, 1, 1, segs, areas=None),                      # no json areas: from the masks
-        ann(3, 1, 1, segs, areas=[50, None, None, None]),    # json where given, else masks
+        ann(3, 1, 1, segs, areas=[50, None, None, None]),    # null entries skipped, masks or not
+        ann(4, 1, 1, segs, areas=[None, 7, None, None]),     # the json's number, even without mask
     ])
     g = YTVISGroundTruth(gt)
-    assert [t.area for t in g.tracks[1]] == [200.0, 200.0, 175.0]
+    assert [t.area for t in g.tracks[1]] == [200.0, 200.0, 50.0, 7.0]
     tracks = load_predictions([pred(1, 1, 0.5, segs)], g)
     assert tracks[1][0].area == 200.0
     assert tracks[1][0].frame_areas.tolist() == [100, 0, 300, 0]
@@ -315,16 +344,17 @@ def test_video_ious_match_numpy_on_random_masks():
     g = YTVISGroundTruth(gt)
     tracks = load_predictions([pred(1, 1, 0.5, [None if m is None else encode(m) for m in t])
                                for t in dets], g)
-    ious = _video_ious(tracks[1], g.tracks[1], g.videos[1])
     z = np.zeros((h, w), bool)
-    for i, d in enumerate(dets):
-        for j, gm in enumerate(gts):
-            dd = [z if m is None else m for m in d]
-            gg = [z if m is None else m for m in gm]
-            inter = sum(int((a & b).sum()) for a, b in zip(dd, gg))
-            denom = (sum(int(a.sum()) for a in dd) if crowd[j]
-                     else sum(int((a | b).sum()) for a, b in zip(dd, gg)))
-            assert ious[i, j] == (inter / denom if denom else 0.0)
+    for coco_crowd in (False, True):
+        ious = _video_ious(tracks[1], g.tracks[1], g.videos[1], coco_crowd=coco_crowd)
+        for i, d in enumerate(dets):
+            for j, gm in enumerate(gts):
+                dd = [z if m is None else m for m in d]
+                gg = [z if m is None else m for m in gm]
+                inter = sum(int((a & b).sum()) for a, b in zip(dd, gg))
+                denom = (sum(int(a.sum()) for a in dd) if crowd[j] and coco_crowd
+                         else sum(int((a | b).sum()) for a, b in zip(dd, gg)))
+                assert ious[i, j] == (inter / denom if denom else 0.0)
 
 
 def test_category_without_gt_and_video_without_predictions():
@@ -392,9 +422,9 @@ def test_bad_ground_truth_raises():
 
 
 # --------------------------------------------------------------------------------------------
-# Random cases against pycocotools' COCOeval. A video of T frames of h x w is an image of
-# h x (w*T) (frames side by side): the spatio-temporal IoU is that image's mask IoU (crowd
-# included, COCO's crowd rule is the spec's). Giving COCO each track's YouTube-VIS size as its
+# Random cases against pycocotools' COCOeval, with coco_crowd (COCO's crowd rule). A video of
+# T frames of h x w is an image of h x (w*T) (frames side by side): the spatio-temporal IoU is
+# that image's mask IoU (crowd included). Giving COCO each track's YouTube-VIS size as its
 # "area" makes every metric identical, bit for bit.
 # --------------------------------------------------------------------------------------------
 
@@ -493,12 +523,187 @@ def test_matches_cocoeval_on_side_by_side_frames(seed):
     ranges = OrderedDict([("all", (0, 1e10)), ("small", (0, 15)), ("medium", (15, 35)),
                           ("large", (35, 1e10))])
     gt, preds = _random_case(seed)
-    ours = np.array(list(run(gt, preds, area_ranges=ranges).values()))
+    ours = np.array(list(run(gt, preds, area_ranges=ranges, coco_crowd=True).values()))
     reference = _coco_reference(gt, preds, ranges)
     assert ours.tolist() == reference.tolist()
     assert ours[0] > 0  # a case with some matches, not a vacuous one
     if seed in (8, 11):
         assert ours[5] > 0  # ... and large objects found
+
+
+# --------------------------------------------------------------------------------------------
+# Random sets against the official ytvoseval.py. Its code is not in this repository: the
+# expected numbers (OFFICIAL_STATS) were computed once by running it (youtubevos/cocoapi
+# PythonAPI/pycocotools/ytvos.py and ytvoseval.py at f3f9948, changed only for today's numpy:
+# np.float -> np.float64, int(np.round(...))) on official_case(seed) written to json files:
+# YTVOS(gt.json), loadRes(results.json), YTVOSeval(gt, res, "segm"), evaluate(), accumulate(),
+# summarize(), stats[:8]. The sets hold crowds (with predictions inside them), absent frames
+# (null segmentations), null json areas next to masks and json areas on one frame only,
+# polygon / uncompressed / compressed RLE ground truth, four frame sizes (all three area
+# ranges), category ids that are not 1..K (one never annotated), a video without ground truth,
+# tied scores, empty predicted masks, annotations without any mask (seeds 0, 1, 3, 4), an
+# annotation id 0 (seed 3) and 105 predictions of one category in one video (seed 0).
+# --------------------------------------------------------------------------------------------
+
+FRAME_SIZES = [(36, 48), (64, 40), (180, 240), (360, 640)]
+CATEGORY_IDS = [3, 7, 8, 12]  # 12: only ever predicted
+
+
+def _ellipse(h, w, cy, cx, ry, rx):
+    yy, xx = np.ogrid[:h, :w]
+    return ((yy - cy) / ry) ** 2 + ((xx - cx) / rx) ** 2 <= 1.0
+
+
+def _ellipse_polygon(h, w, cy, cx, ry, rx, n=10):
+    """One polygon (clipped to the frame) approximating the ellipse."""
+    t = np.linspace(0, 2 * np.pi, n, endpoint=False)
+    xs = np.clip(cx + rx * np.cos(t), 0, w)
+    ys = np.clip(cy + ry * np.sin(t), 0, h)
+    return [np.round(np.stack([xs, ys], axis=1).ravel(), 2).tolist()]
+
+
+def official_case(seed):
+    """(ground truth, predictions) as parsed json, drawn with np.random.RandomState(seed)
+    (whose stream numpy keeps fixed)."""
+    rs = np.random.RandomState(seed)
+    videos, anns, preds = [], [], []
+    aid = 0 if seed == 3 else 1
+    vids = 5 * rs.permutation(8) + 2    # ids out of file order
+    for v, vid in enumerate(vids.tolist()):
+        h, w = FRAME_SIZES[rs.randint(len(FRAME_SIZES))]
+        T = int(rs.randint(1, 7))
+        videos.append(video(vid, h, w, T))
+        num_objects = 0 if v == 2 else int(rs.randint(1, 5))
+        for o in range(num_objects):
+            crowd = rs.rand() < 0.2
+            cat = CATEGORY_IDS[rs.randint(3)]
+            frac = rs.uniform(0.3, 0.5) if crowd else rs.uniform(0.06, 0.45)
+            ry, rx = frac * h * rs.uniform(0.7, 1.1), frac * w * rs.uniform(0.7, 1.1)
+            cy, cx = rs.uniform(0.25, 0.75) * h, rs.uniform(0.25, 0.75) * w
+            vy, vx = rs.normal(0, 0.04 * h), rs.normal(0, 0.04 * w)
+            present = rs.rand(T) < 0.8
+            if seed == 1 and v == 0 and o == 0:
+                present[:] = False      # an annotation without any mask
+            fmt = rs.choice(["rle", "rle", "uncompressed", "polygon"])
+            masks, segs, areas = [], [], []
+            for f in range(T):
+                fy, fx = cy + vy * f, cx + vx * f
+                if not present[f]:
+                    masks.append(None)
+                    segs.append(None)
+                    areas.append(None)
+                    continue
+                if fmt == "polygon":
+                    seg = _ellipse_polygon(h, w, fy, fx, ry, rx)
+                    m = mask_util.decode(mask_util.merge(mask_util.frPyObjects(seg, h, w)))
+                else:
+                    m = _ellipse(h, w, fy, fx, ry, rx).astype(np.uint8)
+                    seg = uncompressed(m) if fmt == "uncompressed" else encode(m)
+                masks.append(m.astype(bool))
+                segs.append(seg)
+                r = rs.rand()
+                areas.append(None if r < 0.1 else round(1.37 * int(m.sum()), 1) if r < 0.2
+                             else int(m.sum()))
+            if present.any() and rs.rand() < 0.25:
+                # A json area on one frame only, of any size class: the others are null.
+                areas = [None] * T
+                areas[int(np.flatnonzero(present)[0])] = float(rs.choice([900, 3e4, 9e4]))
+            anns.append(ann(aid, vid, cat, segs, iscrowd=int(crowd), areas=areas))
+            aid += 1
+            for _ in range(int(rs.randint(0, 4))):
+                score = float(rs.randint(0, 21)) / 20   # ties
+                if crowd:   # a prediction inside the crowd region
+                    sy, sx = rs.uniform(0.2, 0.6) * ry, rs.uniform(0.2, 0.6) * rx
+                    dy, dx = rs.uniform(-0.3, 0.3) * ry, rs.uniform(-0.3, 0.3) * rx
+                    pcat = cat
+                else:
+                    sy, sx = ry * rs.uniform(0.8, 1.2), rx * rs.uniform(0.8, 1.2)
+                    dy, dx = rs.normal(0, 0.15 * ry), rs.normal(0, 0.15 * rx)
+                    pcat = cat if rs.rand() < 0.8 else CATEGORY_IDS[rs.randint(4)]
+                psegs = []
+                for f in range(T):
+                    keep = rs.rand() < (0.9 if present[f] else 0.3)
+                    if not keep:
+                        psegs.append(None)
+                    elif rs.rand() < 0.03:
+                        psegs.append(encode(np.zeros((h, w), np.uint8)))  # an empty mask
+                    else:
+                        psegs.append(encode(_ellipse(h, w, cy + vy * f + dy, cx + vx * f + dx,
+                                                     sy, sx)))
+                preds.append(pred(vid, pcat, score, psegs))
+        num_fp = 105 if (seed == 0 and v == 0) else int(rs.randint(0, 3))
+        fp_cat = CATEGORY_IDS[rs.randint(4)]
+        for _ in range(num_fp):
+            sy, sx = rs.uniform(0.05, 0.4) * h, rs.uniform(0.05, 0.4) * w
+            py, px = rs.uniform(0, h), rs.uniform(0, w)
+            preds.append(pred(vid, fp_cat if num_fp > 100 else CATEGORY_IDS[rs.randint(4)],
+                              float(rs.randint(0, 21)) / 20,
+                              [encode(_ellipse(h, w, py, px, sy, sx)) if rs.rand() < 0.8
+                               else None for _ in range(T)]))
+    order = rs.permutation(len(preds))
+    gt = {"videos": videos, "annotations": anns,
+          "categories": [{"id": c, "name": f"cat{c}"} for c in CATEGORY_IDS]}
+    return gt, [preds[i] for i in order]
+
+
+# official_case(seed) -> the official's stats[:8] (AP, AP50, AP75, APs, APm, APl, AR1, AR10).
+OFFICIAL_STATS = {
+    0: [0.13426009133315767, 0.39182251558489173, 0.03621101906108978, 0.05733144743045732,
+        0.5169416941694169, 0.2524752475247524, 0.16666666666666666, 0.33333333333333326],
+    1: [0.017801030103010297, 0.07315731573157315, 0.007013201320132013, 0.012875287528752874,
+        0.5999999999999999, -1.0, 0.008333333333333333, 0.0972222222222222],
+    2: [0.061274163130598774, 0.2466996699669967, 0.03547854785478547, 0.048597359735973594,
+        0.4039603960396039, -1.0, 0.08666666666666666, 0.1480952380952381],
+    3: [0.043495599559955994, 0.08553355335533554, 0.01801430143014301, 0.02636963696369637,
+        0.1127062706270627, 0.29999999999999993, 0.08396825396825397, 0.14873015873015874],
+    4: [0.13450795079507952, 0.2755775577557755, 0.08465346534653467, 0.09443777711104442,
+        0.5999999999999999, 0.5499999999999999, 0.16000000000000003, 0.26],
+    5: [0.10847084708470846, 0.2596259625962596, 0.0429042904290429, 0.10676567656765674,
+        0.2524752475247524, -1.0, 0.08333333333333333, 0.18055555555555552],
+}
+
+@pytest.mark.parametrize("seed", sorted(OFFICIAL_STATS))
+def test_equals_the_official_on_random_sets(seed):
+    gt, preds = official_case(seed)
+    gt, preds = json.loads(json.dumps(gt)), json.loads(json.dumps(preds))  # as read from files
+    ours = list(run(gt, preds).values())
+    assert ours == pytest.approx(OFFICIAL_STATS[seed], abs=1e-9)
+    # The sets are not vacuous: COCO's crowd rule changes the numbers on most of them.
+    if seed in (1, 2, 3):
+        assert run(gt, preds, coco_crowd=True)["AP"] > ours[0] + 1e-3
+
+
+# The YouTube-VIS 2022 scorer's numbers (its yt2022_evaluate.py: results loaded against gt.json,
+# YTVOSeval against gt_short.json and gt_long.json, each holding its videos' ground truth) for
+# official_case(5) with the long videos every third id: computed once as OFFICIAL_STATS were.
+OFFICIAL_2022_CASE5 = {
+    "short": [0.05891089108910891, 0.12623762376237624, 0.0, 0.05891089108910891, -1.0, -1.0,
+              0.0, 0.125],
+    "long": [0.17854785478547855, 0.38943894389438943, 0.16831683168316827, 0.20099009900990095,
+             0.2524752475247524, -1.0, 0.13333333333333333, 0.18888888888888886],
+}
+
+
+def test_long_video_protocol_equals_the_2022_scorer(tmp_path):
+    gt, preds = official_case(5)
+    long_ids = sorted(v["id"] for v in gt["videos"])[::3]
+    res = evaluate_ytvis_long_videos(gt, preds, long_ids)
+    assert list(res) == ["AP", "short", "long"]
+    for split in ("short", "long"):
+        assert list(res[split].values()) == pytest.approx(OFFICIAL_2022_CASE5[split], abs=1e-9)
+    assert res["AP"] == approx((OFFICIAL_2022_CASE5["short"][0]
+                                + OFFICIAL_2022_CASE5["long"][0]) / 2)
+    # The long videos given as a YouTube-VIS json (the server's gt_long.json) or a list of ids.
+    (tmp_path / "gt_long.json").write_text(json.dumps(
+        {"videos": [v for v in gt["videos"] if v["id"] in long_ids], "annotations": []}))
+    (tmp_path / "long.json").write_text(json.dumps(long_ids[::-1]))
+    for path in ("gt_long.json", "long.json"):
+        assert evaluate_ytvis_long_videos(gt, preds, str(tmp_path / path)) == res
+    table = format_metrics_table(res).splitlines()
+    assert table[0].split(" | ")[:2] == ["videos", "    AP"]
+    assert table[2].startswith("short  | 0.0589 | 0.1262 |")
+    assert table[3].startswith("long   | 0.1785 | 0.3894 |")
+    assert table[4] == "mean AP of short and long (the 2022 server's mAP): 0.1187"
 
 
 # --------------------------------------------------------------------------------------------
@@ -567,3 +772,28 @@ def test_cli_class_agnostic(tmp_path, capsys):
     assert cli.main(["--gt", str(tmp_path / "nocats.json"), "--results", str(tmp_path / "res.json"),
                      "--class-agnostic"]) == 2
     assert "nocats.json: class-agnostic scoring needs a non-empty 'categories'" in capsys.readouterr().err
+
+
+def test_cli_long_videos_and_coco_crowd(tmp_path, capsys):
+    gt, preds = official_case(5)
+    long_ids = sorted(v["id"] for v in gt["videos"])[::3]
+    for name, data in (("gt.json", gt), ("res.json", preds), ("long.json", long_ids)):
+        (tmp_path / name).write_text(json.dumps(data))
+    args = ["--gt", str(tmp_path / "gt.json"), "--results", str(tmp_path / "res.json")]
+    assert cli.main(args + ["--long-videos", str(tmp_path / "long.json"), "--json"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert res == json.loads(json.dumps(evaluate_ytvis_long_videos(gt, preds, long_ids)))
+    assert cli.main(args + ["--long-videos", str(tmp_path / "long.json")]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [ln.split(" | ")[0] for ln in lines[2:4]] == ["short ", "long  "]
+    assert lines[4].endswith(": 0.1187")
+    # --coco-crowd: case 1 has a crowd that predictions inside it match COCO's way only.
+    gt, preds = official_case(1)
+    (tmp_path / "gt.json").write_text(json.dumps(gt))
+    (tmp_path / "res.json").write_text(json.dumps(preds))
+    assert cli.main(args + ["--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["AP"] == approx(OFFICIAL_STATS[1][0])
+    assert cli.main(args + ["--json", "--coco-crowd"]) == 0
+    assert json.loads(capsys.readouterr().out)["AP"] == approx(
+        evaluate_ytvis(gt, preds, coco_crowd=True)["AP"])
+    assert evaluate_ytvis(gt, preds, coco_crowd=True)["AP"] > OFFICIAL_STATS[1][0] + 1e-3

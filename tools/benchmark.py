@@ -10,6 +10,7 @@
     python tools/benchmark.py bf16    [--iters 20]   # training step: float32 vs bfloat16 autocast
     python tools/benchmark.py profile [--iters 10]   # training step: the ops that take the time
     python tools/benchmark.py ytvis_eval [--videos 1000] [--naive-videos 200]   # the VIS metric
+    python tools/benchmark.py ytvis_eval --videos 0 --command-gt datasets/synthvis/valid.json
 
 Each subcommand measures its variants in the same run and prints them side by side with ratios.
 The model subcommands read synthvis (``make data``) and use random weights unless ``--weights``
@@ -19,9 +20,12 @@ detections, which trained weights make realistic).
 import argparse
 import copy
 import dataclasses
+import json
 import multiprocessing
+import os
 import resource
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -32,6 +36,10 @@ import numpy as np
 import pycocotools.mask as mask_util
 import torch
 
+# vis_d2's first: they register its datasets and model components, and import detectron2
+# without the FutureWarnings of its import-time torch.jit.script calls (vis_d2/quiet_import.py).
+import vis_d2.data  # noqa: F401
+import vis_d2.modeling  # noqa: F401
 from detectron2.data import DatasetCatalog
 from detectron2.modeling import build_model
 from detectron2.solver.build import maybe_add_gradient_clipping
@@ -520,10 +528,65 @@ def compare_naive(gt_dict, predictions, gt, num_videos):
     return naive_s, fast_s, len(naive), same
 
 
+def gt_as_results(gt_path, out_path):
+    """Write the annotations of the ground truth ``gt_path`` as a results file (compressed RLE,
+    scores 1.0, 0.99, ... in file order, repeating): results the metric scores fully."""
+    gt = YTVISGroundTruth.load(gt_path)
+    results = []
+    for tracks in gt.tracks.values():
+        for t in tracks:
+            segs = [None if not p else {"size": m["size"], "counts": m["counts"].decode()
+                                        if isinstance(m["counts"], bytes) else m["counts"]}
+                    for m, p in zip(t.masks, t.present.tolist())]
+            results.append({"video_id": t.video_id, "category_id": t.category_id,
+                            "score": 1.0 - 0.01 * (len(results) % 50), "segmentations": segs})
+    with open(out_path, "w") as f:
+        json.dump(results, f)
+
+
+# Runs `python -m vis_d2.evaluation ARGS` and then prints its peak RSS (VmHWM: the memory
+# high-water mark of this process since its exec; ru_maxrss would include the parent's pages).
+_MEASURED_COMMAND = """
+import runpy, sys
+sys.argv[0] = "vis_d2.evaluation"
+try:
+    runpy.run_module("vis_d2.evaluation", run_name="__main__", alter_sys=True)
+finally:
+    hwm = [ln for ln in open("/proc/self/status") if ln.startswith("VmHWM:")][0]
+    print("peak_kib", hwm.split()[1], file=sys.stderr)
+"""
+
+
+def time_command(gt_path, repeats):
+    """Median wall time and peak RSS of ``python -m vis_d2.evaluation`` on ``gt_path`` and its
+    annotations as results, each run in a fresh process (imports included; Linux)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        results = os.path.join(tmp, "results.json")
+        gt_as_results(gt_path, results)
+        walls, rss = [], []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            out = subprocess.run([sys.executable, "-c", _MEASURED_COMMAND, "--gt", gt_path,
+                                  "--results", results, "--json"], capture_output=True, text=True)
+            walls.append(time.perf_counter() - start)
+            if out.returncode != 0:
+                sys.exit(f"python -m vis_d2.evaluation failed:\n{out.stderr}")
+            rss.append(int(out.stderr.split("peak_kib")[-1].split()[0]) / 1024)
+        ap = json.loads(out.stdout)["AP"]
+    print(f"python -m vis_d2.evaluation on {gt_path} (its annotations as results: AP {ap:.4f}), "
+          f"{repeats} fresh processes: median wall {statistics.median(walls):.2f}s "
+          f"(min {min(walls):.2f}s), peak RSS {statistics.median(rss):.0f} MiB")
+
+
 def bench_ytvis_eval(args):
     """The YouTube-VIS metric (vis_d2.evaluation.ytvis_eval) on ``--videos`` synthetic videos:
     videos per second end to end; with ``--naive-videos`` also against the per-pair,
-    per-frame merge of the official evaluator, checking that both give the same IoUs."""
+    per-frame merge of the official evaluator, checking that both give the same IoUs; with
+    ``--command-gt`` the wall time and peak memory of its command line on that ground truth."""
+    if args.command_gt:
+        time_command(args.command_gt, args.repeats)
+    if args.videos == 0:
+        return
     rng = np.random.default_rng(args.seed)
     t0 = time.perf_counter()
     gt_dict, predictions = build_synthetic(args.videos, args.frames, args.height, args.width,
@@ -594,7 +657,10 @@ SECTIONS = {
         ("--false-positives", dict(type=int, nargs=2, default=[2, 6], metavar=("MIN", "MAX"),
                                    help="false-positive tracks per video")),
         ("--naive-videos", _int(0, "also time the plain per-frame merge IoU on this many "
-                                   "videos"))]),
+                                   "videos")),
+        ("--command-gt", dict(default="", help="also time `python -m vis_d2.evaluation` on this "
+                                               "ground truth, its annotations as results")),
+        ("--repeats", _int(5, "with --command-gt: runs (median)"))]),
 }
 
 

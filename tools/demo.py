@@ -26,11 +26,14 @@ import time
 
 import yaml
 
+# vis_d2's first: they register its datasets and model components, and import detectron2
+# without the FutureWarnings of its import-time torch.jit.script calls (vis_d2/quiet_import.py).
+import vis_d2.data  # noqa: F401
+import vis_d2.modeling  # noqa: F401
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.engine import default_setup
 from detectron2.utils.logger import setup_logger
 
-import vis_d2  # noqa: F401  (registers datasets and model components)
 from vis_d2.config import get_vis_cfg
 from vis_d2.data.build import verify_datasets
 from vis_d2.data.frames import read_frame

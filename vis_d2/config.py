@@ -10,7 +10,10 @@ from .tracking.video_tracker import RETIRED_TRACKER_KEYS, VideoTracker
 
 
 def add_vis_config(cfg):
-    """Add vis_d2's keys (with their defaults) to a detectron2 config, in place."""
+    """Add vis_d2's keys (with their defaults) to a detectron2 config, in place; the first call
+    also registers vis_d2's datasets and model components (``import vis_d2`` does not)."""
+    from . import data, modeling  # noqa: F401  (registers them on first import)
+
     _C = cfg
     _C.MODEL.VIS = CN()
     # ---- track head (MaskTrack R-CNN style) -------------------------------------------------

@@ -493,7 +493,7 @@ def main(argv=None) -> Dict[str, str]:
     args = parse_args(argv)
     from detectron2.utils.logger import setup_logger
 
-    import vis_d2  # noqa: F401  (registers the datasets whose ground truth scores the rows)
+    import vis_d2.data  # noqa: F401  (registers the datasets whose ground truth scores the rows)
 
     setup_logger(name="vis_d2")
     paths = run_sweep(args)

@@ -26,14 +26,16 @@ import logging
 import os
 from typing import Mapping, Optional
 
-
+# vis_d2's first: they register its datasets and model components, and import detectron2
+# without the FutureWarnings of its import-time torch.jit.script calls (vis_d2/quiet_import.py).
+import vis_d2.data  # noqa: F401
+import vis_d2.modeling  # noqa: F401
 from detectron2.config import CfgNode, LazyConfig, instantiate
 from detectron2.engine import default_argument_parser, default_setup, default_writers, launch
 from detectron2.evaluation import print_csv_format
 from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
 
-import vis_d2  # noqa: F401  (registers datasets and model components)
 from vis_d2.env import resolve_device
 from vis_d2.data.build import check_num_classes
 from vis_d2.engine.checkpoint import AtomicCheckpointer, check_weights_path

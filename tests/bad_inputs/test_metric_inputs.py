@@ -255,6 +255,15 @@ def _gzipped_gt(tmp_path, gt_file, res_file):
     return ["--gt", str(path), "--results", res_file]
 
 
+def _long_videos(text):
+    """Command arguments with ``--long-videos long.json`` holding ``text``."""
+    def make_args(tmp_path, gt_file, res_file):
+        (tmp_path / "long.json").write_text(text)
+        return ["--gt", gt_file, "--results", res_file, "--long-videos",
+                str(tmp_path / "long.json")]
+    return make_args
+
+
 @pytest.mark.parametrize("target, mutate, make_args, message", [
     pytest.param(*gt_top(annotations=[]),
                  lambda tmp_path, g, r: ["--gt", g, "--results", r, "--json"],
@@ -274,6 +283,26 @@ def _gzipped_gt(tmp_path, gt_file, res_file):
     pytest.param("gt", lambda d: None, lambda tmp_path, g, r: ["--gt", r, "--results", r],
                  r"^error: .*res\.json: expected a json object, got list",
                  id="kept-cli-results-given-as-gt"),
+    # --long-videos (YouTube-VIS 2022): the list of long videos.
+    pytest.param("gt", lambda d: None, _long_videos("[7, 8]"),
+                 r"^error: .*long\.json: video 8 is not in .*gt\.json$",
+                 id="long-videos-unknown-id"),
+    pytest.param("gt", lambda d: None, _long_videos('["7"]'),
+                 r"^error: .*long\.json: entry 0: a video id is an integer, got '7'$",
+                 id="long-videos-id-not-int"),
+    pytest.param("gt", lambda d: None, _long_videos("[]"),
+                 r"^error: .*long\.json: expected a non-empty json list of video ids",
+                 id="long-videos-empty"),
+    pytest.param("gt", lambda d: None, _long_videos("7\n"),
+                 r"^error: .*long\.json: expected a non-empty json list of video ids",
+                 id="long-videos-not-a-list"),
+    pytest.param("gt", lambda d: None, _long_videos("[7"),
+                 r"^error: .*long\.json: not valid json",
+                 id="long-videos-not-json"),
+    pytest.param("gt", lambda d: None, _long_videos("[7]"),
+                 r"^error: .*gt\.json: the long-video protocol needs both short and long videos; "
+                 r"1 of its 1 videos are long$",
+                 id="long-videos-every-video"),
 ])
 def test_bad_input_to_the_command(tmp_path, capsys, target, mutate, make_args, message):
     gt_file, res_file = _write(tmp_path, target, mutate)
@@ -310,7 +339,7 @@ def test_cut_rle_cannot_hang_the_command(tmp_path):
 def test_areas_null_where_there_is_no_mask_is_scored(tmp_path):
     def mutate(d):
         d["annotations"][0]["segmentations"][2] = None
-        d["annotations"][0]["areas"] = [12, None, None]  # frame 1 falls back to its mask's area
+        d["annotations"][0]["areas"] = [12, None, None]  # frame 1: skipped, as the official does
     gt_file, res_file = _write(tmp_path, "gt", mutate)
     res = json.loads(open(res_file).read())
     res[0]["segmentations"][2] = None

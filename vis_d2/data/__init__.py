@@ -4,7 +4,11 @@ Importing this package registers the builtin datasets (``builtin.py``). The comm
 ``vis_d2.data.split`` and ``vis_d2.data.synthetic`` are not imported here so that
 ``python -m`` runs them cleanly.
 """
-from .ytvis import (
+from ..quiet_import import import_quietly
+
+import_quietly("fvcore.nn")  # it calls torch.jit.script at import
+
+from .ytvis import (  # noqa: E402
     YTVISFormatError,
     categories_to_metadata,
     load_ytvis_json,

@@ -80,7 +80,7 @@ def check_dataset_registered(name: str, field: str = "") -> None:
         where = f" (in {field})" if field else ""
         raise UnknownDatasetError(
             f"Dataset '{name}'{where} is not registered; {hint} (vis_d2's datasets are "
-            "registered by `import vis_d2`)"
+            "registered by `import vis_d2.data`)"
         )
 
 

@@ -142,7 +142,7 @@ def _register_coco(name, json_file, image_root, categories, taxonomy, weak) -> N
 def _read_json_header(json_file: str) -> Optional[dict]:
     """
     Read a synthetic json's categories and whether it has ground truth, or None (with a warning)
-    if it cannot be read: a broken optional dataset must not break ``import vis_d2`` (which is
+    if it cannot be read: a broken optional dataset must not break ``import vis_d2.data`` (which is
     also how one regenerates it).
     """
     try:

@@ -13,8 +13,10 @@ from .ytvis_eval import (
     YTVISFormatError,
     YTVISGroundTruth,
     evaluate_ytvis,
+    evaluate_ytvis_long_videos,
     format_metrics_table,
     load_predictions,
+    read_video_ids,
 )
 
 __all__ = [
@@ -28,8 +30,10 @@ __all__ = [
     "YTVISFormatError",
     "YTVISGroundTruth",
     "evaluate_ytvis",
+    "evaluate_ytvis_long_videos",
     "format_metrics_table",
     "load_predictions",
+    "read_video_ids",
 ]
 
 

@@ -13,20 +13,35 @@ loops replaced by batched ``pycocotools.mask`` calls:
   ``_video_ious``), the areas of ground truths and of predictions that no ground truth of
   their category could match from ``pycocotools.mask.area``. All sums are of integers in
   float64, so every IoU has the exact bits of the official's.
-* **Crowd ground truth** (``iscrowd`` 1; YouTube-VIS itself has none): as COCO, it is ignored,
-  may be matched by any number of predictions, and its IoU with a prediction uses the
-  prediction's area as the denominator: ``sum_f |d_f ∩ g_f| / sum_f |d_f|``. (``ytvoseval.py``
-  marks crowds ignored but scores them with the plain IoU above.)
-* A track's **area** (for the area ranges) is the mean of its non-zero per-frame areas: the
-  json ``areas`` of a ground truth (a frame whose ``areas`` entry is null, or an annotation
-  without ``areas``, falls back to the area of the frame's mask), the mask areas of a
-  prediction; 0 when there are none. Area ranges (inclusive): all [0, 1e10], small
-  [0, 128^2], medium [128^2, 256^2], large [256^2, 1e10].
+* **Crowd ground truth** (``iscrowd`` 1; YouTube-VIS itself has none): as ``ytvoseval.py``, it
+  is ignored (no target, and a prediction matched to it is neither a true nor a false positive),
+  any number of predictions may match it, and its IoU is the plain spatio-temporal IoU above.
+  ``coco_crowd=True`` (``--coco-crowd``; non-standard) scores it as COCO's ``cocoeval.py``
+  does instead, with the prediction's area as the denominator, ``sum_f |d_f ∩ g_f| /
+  sum_f |d_f|``, so that a prediction inside a crowd region matches it.
+* A track's **area** (for the area ranges) is the mean of its non-zero per-frame areas: for a
+  ground truth the json ``areas`` entries (a null entry is skipped, as the official does, even
+  where the frame has a mask); for an annotation without ``areas`` (the official fails on it:
+  ``KeyError``) the areas of its masks; for a prediction the areas of its masks; 0 when there
+  are none. Area ranges (inclusive): all [0, 1e10], small [0, 128^2], medium [128^2, 256^2],
+  large [256^2, 1e10].
+* An **annotation id 0** is scored as the official scores it: the official stores the id of the
+  matched ground truth, 0 meaning "unmatched", so a prediction matched to annotation 0 takes it
+  from the other predictions yet counts as unmatched (a false positive, unless ignored by its
+  area); a warning says so.
 * Matching, accumulation and the summary are COCO's: IoU thresholds 0.50:0.05:0.95,
   101 recall points, at most 1 / 10 / 100 predictions per video and category (highest scores,
   ties in file order), greedy matching by score, a ground truth outside the area range is
   ignored, so is an unmatched prediction outside it; a category without (non-ignored) ground
   truth does not count, and a metric with none at all is -1.
+
+**YouTube-VIS 2022** (:func:`evaluate_ytvis_long_videos`, ``--long-videos FILE``): its validation
+set adds long videos to the 2021 one, and its server scores the short and the long videos
+separately, each as the official scores a ground truth of those videos alone, reporting mAP_S,
+AP50_S, AP75_S, AR1_S, AR10_S, the same for the long videos (_L), and ``mAP``, the mean of the
+two APs (its scoring program, as republished in DVIS++'s ``utils/yt2022_evaluate.py``). Which
+videos are long is the organisers' list (``gt_long.json``), not a published rule by length, so it
+is an input.
 
 Unlike the official code, malformed input is an error (``YTVISFormatError``, a ``ValueError``)
 naming the file and the video / annotation / prediction / frame: a ``segmentations`` list whose
@@ -44,6 +59,7 @@ Usage::
 
     gt = YTVISGroundTruth.load("valid.json")
     metrics = evaluate_ytvis(gt, json.load(open("results.json")))   # {"AP": 0.41, ...}
+    evaluate_ytvis_long_videos(gt, "results.json", "gt_long.json")  # {"AP", "short", "long"}
 """
 import functools
 import json
@@ -67,7 +83,9 @@ __all__ = [
     "VideoInfo",
     "Track",
     "evaluate_ytvis",
+    "evaluate_ytvis_long_videos",
     "load_predictions",
+    "read_video_ids",
     "read_json",
     "to_class_agnostic",
     "format_metrics_table",
@@ -297,6 +315,11 @@ class YTVISGroundTruth:
         for ann in dataset["annotations"]:
             self.tracks[ann["video_id"]].append(self._track(ann))
         self._check_masks_present(len(seen_ids))
+        if 0 in seen_ids:
+            logger.warning(
+                f"{source}: annotation id 0: the official evaluator counts a prediction matched "
+                f"to it as unmatched (it takes id 0 for 'no match'), and so does this one; "
+                f"number the annotations from 1 to score it as a target")
 
     def _check_masks_present(self, num_annotations: int) -> None:
         """Refuse a ground truth without any mask (box-only: every AP would be 0) or with only
@@ -376,15 +399,8 @@ class YTVISGroundTruth:
             masks.append(rle if rle is not None else _empty_rle(h, w))
         frame_areas = mask_util.area(masks).astype(np.float64)
         areas = ann.get("areas")
-        if areas is None:
-            track_area = _mean_nonzero(frame_areas.tolist())
-        else:
-            # The json's area where given (the official uses only those); a null entry next to
-            # a mask falls back to the mask's area.
-            track_area = _mean_nonzero([
-                a if a is not None else (frame_areas[f] if present[f] else None)
-                for f, a in enumerate(areas)
-            ])
+        # The official reads only the json's areas (skipping null entries, masks or not).
+        track_area = _mean_nonzero(frame_areas.tolist() if areas is None else areas)
         return Track(
             id=ann["id"], video_id=ann["video_id"], category_id=ann["category_id"], score=1.0,
             iscrowd=bool(ann.get("iscrowd", 0)), masks=masks,
@@ -552,7 +568,8 @@ def _full_rle(height: int, width: int) -> dict:
                                  height, width)
 
 
-def _video_ious(dets: List[Track], gts: List[Track], video: VideoInfo) -> np.ndarray:
+def _video_ious(dets: List[Track], gts: List[Track], video: VideoInfo,
+                coco_crowd: bool = False) -> np.ndarray:
     """Spatio-temporal IoU of every prediction with every ground truth of one video; also sets
     the predictions' areas (``_set_areas``).
 
@@ -564,9 +581,10 @@ def _video_ious(dets: List[Track], gts: List[Track], video: VideoInfo) -> np.nda
 
     Args:
         dets: D predicted tracks, gts: G ground-truth tracks (non-empty lists) of ``video``.
+        coco_crowd: the IoU with a crowd ground truth is ``sum_f inter / sum_f |d_f|``
+            (COCO's rule) rather than the plain IoU (the official's).
     Returns:
-        (D, G) float64: ``sum_f inter / sum_f union``; for a crowd ground truth
-        ``sum_f inter / sum_f |d_f|``; 0 where the denominator is 0.
+        (D, G) float64: ``sum_f inter / sum_f union`` (0 where the denominator is 0).
     """
     D, G = len(dets), len(gts)
     pixels = float(video.height * video.width)
@@ -597,19 +615,22 @@ def _video_ious(dets: List[Track], gts: List[Track], video: VideoInfo) -> np.nda
 
     det_total = det_areas.sum(axis=1)[:, None]
     gt_total = np.array([g.frame_areas.sum() for g in gts])[None, :]
-    union = det_total + gt_total - inter
-    crowd = np.array([g.iscrowd for g in gts])[None, :]
-    denom = np.where(crowd, det_total, union)
+    denom = det_total + gt_total - inter
+    if coco_crowd:
+        crowd = np.array([g.iscrowd for g in gts])[None, :]
+        denom = np.where(crowd, det_total, denom)
     return np.where(denom > 0, inter / np.where(denom > 0, denom, 1.0), 0.0)
 
 
 def _greedy_match(ious: List[List[float]], gt_ignore: List[bool], gt_crowd: List[bool],
-                  iou_thresholds: Sequence[float]) -> np.ndarray:
+                  iou_thresholds: Sequence[float], gt_id_zero: Sequence[bool] = ()) -> np.ndarray:
     """COCO's greedy matching of one video and category, for every IoU threshold.
 
     Args:
         ious: D x G nested lists, predictions sorted by score (highest first).
         gt_ignore, gt_crowd: G flags.
+        gt_id_zero: G flags (or empty: none), the ground truths whose annotation id is 0: a
+            prediction matched to one is left unmatched, as the official's (see the module doc).
     Returns:
         (T, D) int8: ``_UNMATCHED``, ``_MATCHED`` (to a non-ignored ground truth) or
         ``_MATCHED_IGNORED``.
@@ -639,7 +660,10 @@ def _greedy_match(ious: List[List[float]], gt_ignore: List[bool], gt_crowd: List
                 best, m = row[g], g   # ties go to the later ground truth, as COCO
             if m > -1:
                 taken[m] = True
-                state[ti, d] = _MATCHED_IGNORED if gt_ignore[m] else _MATCHED
+                if gt_ignore[m]:
+                    state[ti, d] = _MATCHED_IGNORED
+                elif not (gt_id_zero and gt_id_zero[m]):
+                    state[ti, d] = _MATCHED
     return state
 
 
@@ -653,7 +677,8 @@ class YTVISEval:
 
     def __init__(self, gt: YTVISGroundTruth, predictions: Sequence[dict],
                  source: str = "<predictions>",
-                 area_ranges: "OrderedDict[str, Tuple[float, float]]" = AREA_RANGES):
+                 area_ranges: "OrderedDict[str, Tuple[float, float]]" = AREA_RANGES,
+                 coco_crowd: bool = False):
         """
         Args:
             gt: the ground truth.
@@ -661,12 +686,15 @@ class YTVISEval:
             source: the results file name, for error messages.
             area_ranges: ``{name: (min, max)}`` with keys all/small/medium/large; the default
                 is the official; others are for tests and non-standard datasets.
+            coco_crowd: non-standard: score crowd ground truth with COCO's IoU (intersection
+                over the prediction's area) instead of the official's plain IoU.
         """
         missing = {"all", "small", "medium", "large"} - set(area_ranges)
         if missing:
             raise ValueError(f"area_ranges lacks {sorted(missing)}")
         self.gt = gt
         self.area_ranges = OrderedDict(area_ranges)
+        self.coco_crowd = coco_crowd
         # Areas come later, with the IoUs (each mask is decoded once).
         self.predictions = _parse_predictions(predictions, gt, source)
         self.category_ids = list(gt.categories)
@@ -674,18 +702,27 @@ class YTVISEval:
         self.recall: Optional[np.ndarray] = None
         self.stats: Optional["OrderedDict[str, float]"] = None
 
-    def evaluate(self) -> "OrderedDict[str, float]":
+    def evaluate(self, video_ids: Optional[Sequence[int]] = None) -> "OrderedDict[str, float]":
         """Match, accumulate and summarise. Returns ``{name: value}`` for ``METRIC_NAMES``
-        as fractions in [0, 1] (-1 where there is no ground truth to score)."""
-        per_category = self._match_all()
+        as fractions in [0, 1] (-1 where there is no ground truth to score).
+
+        Args:
+            video_ids: score only these videos of the ground truth (and the predictions on
+                them), as the official scores a ground-truth file holding only them; None: all.
+        """
+        if video_ids is not None:
+            unknown = sorted(set(video_ids) - set(self.gt.videos))
+            if unknown:
+                raise YTVISFormatError(f"video ids {unknown[:10]} are not in {self.gt.source}")
+        per_category = self._match_all(video_ids)
         self._accumulate(per_category)
         self.stats = self._summarize()
         return self.stats
 
-    def _match_all(self):
+    def _match_all(self, video_ids: Optional[Sequence[int]] = None):
         """Per category: the predictions (kept top-100 per video) in the official's order
         (videos by id, then score) with their match states per area range, and the number of
-        non-ignored ground truths per area range."""
+        non-ignored ground truths per area range; over the videos ``video_ids`` (None: all)."""
         ranges = list(self.area_ranges.values())
         num_thr = len(IOU_THRESHOLDS)
         thresholds = IOU_THRESHOLDS.tolist()
@@ -697,7 +734,10 @@ class YTVISEval:
         # Group by video and category; keep the 100 best per group (stable: file order on ties).
         groups = []  # (video, {category: gts}, {category: dets})
         unpaired = []  # predictions of a category without ground truth in their video
+        selected = None if video_ids is None else set(video_ids)
         for vid, gts_all in self.gt.tracks.items():
+            if selected is not None and vid not in selected:
+                continue
             gts_by_cat = defaultdict(list)
             for g in gts_all:
                 gts_by_cat[g.category_id].append(g)
@@ -728,7 +768,7 @@ class YTVISEval:
                 # pycocotools calls; pairs across categories are cheap and dropped).
                 dets = [d for c in paired for d in dets_by_cat[c]]
                 gts = [g for c in paired for g in gts_by_cat[c]]
-                ious_all = _video_ious(dets, gts, video)
+                ious_all = _video_ious(dets, gts, video, coco_crowd=self.coco_crowd)
                 d0 = g0 = 0
             for c, dets in dets_by_cat.items():
                 k = cat_index[c]
@@ -745,11 +785,13 @@ class YTVISEval:
                         states[k][a].append(unmatched)
                     continue
                 crowd = [g.iscrowd for g in gts]
+                id_zero = [g.id == 0 for g in gts] if any(g.id == 0 for g in gts) else []
                 cache = {}  # area ranges that ignore the same ground truths match the same way
                 for a, (lo, hi) in enumerate(ranges):
                     ignore = tuple(g.iscrowd or g.area < lo or g.area > hi for g in gts)
                     if ignore not in cache:
-                        cache[ignore] = _greedy_match(ious, list(ignore), crowd, thresholds)
+                        cache[ignore] = _greedy_match(ious, list(ignore), crowd, thresholds,
+                                                      id_zero)
                     states[k][a].append(cache[ignore])
 
         def cat(parts, dtype, shape_t=False):
@@ -869,16 +911,9 @@ def to_class_agnostic(gt: dict, predictions: Sequence[dict], source: str = "<gro
     return gt, predictions
 
 
-def evaluate_ytvis(gt: Union[str, dict, YTVISGroundTruth], predictions: Union[str, Sequence[dict]],
-                   class_agnostic: bool = False) -> "OrderedDict[str, float]":
-    """The eight YouTube-VIS metrics (fractions in [0, 1]; -1 without ground truth).
-
-    Args:
-        gt: a ground-truth json path, its parsed dict, or a ``YTVISGroundTruth`` (not with
-            ``class_agnostic``).
-        predictions: a results json path or the list of predictions (json category ids).
-        class_agnostic: score every track as one category (:func:`to_class_agnostic`).
-    """
+def _load_inputs(gt, predictions, class_agnostic: bool):
+    """(YTVISGroundTruth, predictions list, results source) from :func:`evaluate_ytvis`'s
+    arguments."""
     source = "<predictions>"
     if isinstance(predictions, (str, os.PathLike)):
         source = str(predictions)
@@ -896,15 +931,98 @@ def evaluate_ytvis(gt: Union[str, dict, YTVISGroundTruth], predictions: Union[st
             gt = YTVISGroundTruth.load(gt)
         else:
             gt = YTVISGroundTruth(gt)
-    return YTVISEval(gt, predictions, source=source).evaluate()
+    return gt, predictions, source
 
 
-def format_metrics_table(metrics: "OrderedDict[str, float]") -> str:
+def evaluate_ytvis(gt: Union[str, dict, YTVISGroundTruth], predictions: Union[str, Sequence[dict]],
+                   class_agnostic: bool = False, coco_crowd: bool = False
+                   ) -> "OrderedDict[str, float]":
+    """The eight YouTube-VIS metrics (fractions in [0, 1]; -1 without ground truth).
+
+    Args:
+        gt: a ground-truth json path, its parsed dict, or a ``YTVISGroundTruth`` (not with
+            ``class_agnostic``).
+        predictions: a results json path or the list of predictions (json category ids).
+        class_agnostic: score every track as one category (:func:`to_class_agnostic`).
+        coco_crowd: non-standard crowd scoring (see :class:`YTVISEval`).
+    """
+    gt, predictions, source = _load_inputs(gt, predictions, class_agnostic)
+    return YTVISEval(gt, predictions, source=source, coco_crowd=coco_crowd).evaluate()
+
+
+def read_video_ids(path, gt: YTVISGroundTruth) -> List[int]:
+    """The video ids listed in ``path``: a json list of ids, or a YouTube-VIS json (an object
+    with ``videos``, such as the 2022 server's ``gt_long.json``) whose videos are taken.
+    Each must be a video of ``gt``; ``YTVISFormatError`` naming the file otherwise."""
+    data = read_json(path)
+    if isinstance(data, dict) and isinstance(data.get("videos"), list):
+        data = [v.get("id") if isinstance(v, dict) else v for v in data["videos"]]
+    if not isinstance(data, list) or not data:
+        raise YTVISFormatError(f"{path}: expected a non-empty json list of video ids, or a "
+                               f"YouTube-VIS json with a non-empty 'videos' list")
+    for i, vid in enumerate(data):
+        if not _is_int(vid):
+            raise YTVISFormatError(f"{path}: entry {i}: a video id is an integer, got {vid!r}")
+        if vid not in gt.videos:
+            raise YTVISFormatError(f"{path}: video {vid} is not in {gt.source}")
+    return sorted(set(data))
+
+
+def evaluate_ytvis_long_videos(gt: Union[str, dict, YTVISGroundTruth],
+                               predictions: Union[str, Sequence[dict]],
+                               long_videos: Union[str, Sequence[int]],
+                               class_agnostic: bool = False, coco_crowd: bool = False
+                               ) -> "OrderedDict[str, object]":
+    """The YouTube-VIS 2022 protocol: the short and the long videos scored separately, each as
+    the official scores a ground truth of those videos only, and their mean AP, which the 2022
+    server reports as its ``mAP`` (next to ``mAP_S``, ``AP50_S``, ... ``AR10_L``).
+
+    Args:
+        gt, predictions, class_agnostic, coco_crowd: as :func:`evaluate_ytvis`.
+        long_videos: the ids of the long videos (the rest of ``gt`` are the short ones), or a
+            file listing them (:func:`read_video_ids`).
+    Returns:
+        ``{"AP": mean of the two APs (-1 if either is -1), "short": {metric: value},
+        "long": {metric: value}}``.
+    """
+    gt, predictions, source = _load_inputs(gt, predictions, class_agnostic)
+    if isinstance(long_videos, (str, os.PathLike)):
+        long_ids = read_video_ids(long_videos, gt)
+    else:
+        long_ids = sorted(set(long_videos))
+        unknown = [v for v in long_ids if v not in gt.videos]
+        if unknown:
+            raise YTVISFormatError(f"long videos {unknown[:10]} are not in {gt.source}")
+    short_ids = sorted(set(gt.videos) - set(long_ids))
+    if not long_ids or not short_ids:
+        raise YTVISFormatError(
+            f"{gt.source}: the long-video protocol needs both short and long videos; "
+            f"{len(long_ids)} of its {len(gt.videos)} videos are long")
+    ytvis_eval = YTVISEval(gt, predictions, source=source, coco_crowd=coco_crowd)
+    short = ytvis_eval.evaluate(short_ids)
+    long = ytvis_eval.evaluate(long_ids)
+    mean = (short["AP"] + long["AP"]) / 2 if short["AP"] >= 0 and long["AP"] >= 0 else -1.0
+    return OrderedDict([("AP", mean), ("short", short), ("long", long)])
+
+
+def format_metrics_table(metrics: "OrderedDict[str, object]") -> str:
     """A text table of the metrics, as fractions like the YouTube-VIS server reports them
-    ("-" where there is no ground truth to score)."""
-    names = [n for n in METRIC_NAMES if n in metrics]
+    ("-" where there is no ground truth to score); for the result of
+    :func:`evaluate_ytvis_long_videos`, one row per split and their mean AP."""
     width = 6
+
+    def cell(v):
+        return f"{v:>{width}.4f}" if v >= 0 else f"{'-':>{width}}"
+
+    if "short" in metrics and "long" in metrics:
+        names = [n for n in METRIC_NAMES if n in metrics["short"]]
+        head = "videos | " + " | ".join(f"{n:>{width}}" for n in names)
+        rows = [f"{split:<6} | " + " | ".join(cell(metrics[split][n]) for n in names)
+                for split in ("short", "long")]
+        return "\n".join([head, "-" * len(head), *rows,
+                          f"mean AP of short and long (the 2022 server's mAP): "
+                          f"{cell(metrics['AP']).strip()}"])
+    names = [n for n in METRIC_NAMES if n in metrics]
     head = " | ".join(f"{n:>{width}}" for n in names)
-    vals = " | ".join(
-        f"{metrics[n]:>{width}.4f}" if metrics[n] >= 0 else f"{'-':>{width}}" for n in names)
+    vals = " | ".join(cell(metrics[n]) for n in names)
     return f"{head}\n{'-' * len(head)}\n{vals}"

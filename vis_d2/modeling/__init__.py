@@ -1,5 +1,9 @@
 """Model components; importing this module registers them in detectron2's registries."""
-from .aux_heads import (
+from ..quiet_import import import_quietly
+
+import_quietly("fvcore.nn", "detectron2.modeling")  # both call torch.jit.script at import
+
+from .aux_heads import (  # noqa: E402
     MultiLabelHead,
     SemSegAuxHead,
     multilabel_targets,
