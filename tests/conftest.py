@@ -3,9 +3,10 @@ import copy
 
 import pytest
 
-from detectron2.data import DatasetCatalog, MetadataCatalog
+# vis_d2.data first: it imports detectron2 without the FutureWarnings detectron2's import prints.
+from vis_d2.data.synthetic import SynthConfig, generate  # isort: skip
 
-from vis_d2.data.synthetic import SynthConfig, generate
+from detectron2.data import DatasetCatalog, MetadataCatalog  # noqa: E402
 
 
 @pytest.fixture(scope="module")
