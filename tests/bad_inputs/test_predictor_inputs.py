@@ -1,5 +1,5 @@
-"""Bad inputs to VISPredictor (notebook inference): each refused naming the frame, file or
-key, or read as the user meant."""
+"""Bad inputs to VISPredictor (notebook inference) and to ``python -m vis_d2.predict``: each
+refused naming the frame, file, input or key, or read as the user meant."""
 import os
 import pathlib
 
@@ -10,6 +10,7 @@ import torch
 
 from detectron2.data import DatasetCatalog, MetadataCatalog
 
+from vis_d2 import predict
 from vis_d2.config import get_vis_cfg
 from vis_d2.data.frames import VideoFrames
 from vis_d2.engine import VISPredictor
@@ -96,3 +97,54 @@ def test_bad_predictor_config_is_refused_by_name(opts, error, fragment):
         for name in ("badpred_two", "badpred_gap"):
             DatasetCatalog.remove(name)
             MetadataCatalog.remove(name)
+
+
+def _command_inputs(d):
+    """Inputs the command-line rows refer to: a video, two videos of one name, an empty folder."""
+    (d / "a").mkdir()
+    (d / "b").mkdir()
+    (d / "empty").mkdir()
+    for folder in ("a", "b"):
+        cv2.imwrite(str(d / folder / "0.png"), _frame())
+        writer = cv2.VideoWriter(str(d / folder / "clip.avi"), cv2.VideoWriter_fourcc(*"MJPG"),
+                                 5, (96, 72))
+        writer.write(_frame())
+        writer.release()
+    (d / "broken.mp4").write_bytes(b"not a video")
+
+
+# (row id, command-line arguments after --config-file (with {d}: the inputs' folder), message)
+REFUSED_COMMANDS = [
+    ("glob-matches-nothing", ["--input", "{d}/*.mkv", "--output", "{d}/out", "MODEL.WEIGHTS", ""],
+     "--input '{d}/*.mkv' matches no video file or folder"),
+    ("missing-video", ["--input", "{d}/nope.mp4", "--output", "{d}/out", "MODEL.WEIGHTS", ""],
+     "--input '{d}/nope.mp4' matches no video file or folder"),
+    ("two-inputs-one-name", ["--input", "{d}/*/clip.avi", "--output", "{d}/out"],
+     "--input '{d}/a/clip.avi' and '{d}/b/clip.avi' would both write clip.mp4 and clip.json"),
+    ("folder-without-frames", ["--input", "{d}/empty", "--output", "{d}/out"],
+     "folder {d}/empty holds no frames"),
+    ("not-a-video", ["--input", "{d}/broken.mp4", "--output", "{d}/out"],
+     "video {d}/broken.mp4 has no readable frames"),
+    ("no-weights", ["--input", "{d}/a/clip.avi", "--output", "{d}/out"],
+     "gives no MODEL.WEIGHTS: add MODEL.WEIGHTS path/to/model_final.pth"),
+    ("odd-overrides", ["--input", "{d}/a/clip.avi", "--output", "{d}/out", "MODEL.WEIGHTS"],
+     "config overrides come in KEY VALUE pairs"),
+    ("overrides-only", ["--input", "MODEL.WEIGHTS", "", "--output", "{d}/out"],
+     "--input names no video"),
+]
+
+
+@pytest.mark.parametrize("args, fragment", [r[1:] for r in REFUSED_COMMANDS],
+                         ids=[r[0] for r in REFUSED_COMMANDS])
+def test_bad_command_line_is_refused_by_name(tmp_path, capsys, monkeypatch, args, fragment):
+    """Refused before any model is built, with argparse's usage error (exit status 2)."""
+    monkeypatch.setattr(predict, "setup_logger", lambda *a, **k: None)
+    monkeypatch.setattr(predict, "VISPredictor", None)  # reaching the model would fail here
+    _command_inputs(tmp_path)
+    argv = ["--config-file", os.path.join(REPO, "configs/synthvis/R18_demo.yaml")]
+    argv += [a.format(d=tmp_path) for a in args]
+    with pytest.raises(SystemExit) as exc:
+        predict.main(argv)
+    assert exc.value.code == 2
+    assert fragment.format(d=tmp_path) in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
