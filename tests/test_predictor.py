@@ -237,3 +237,22 @@ def test_frames_are_not_all_held(predictor):
         preds = predictor(frames())
     assert seen == [1, 1, 1, 1]  # the frame in the model, no earlier one
     assert all(len(p["segmentations"]) == 4 for p in preds)
+
+
+def test_cache_without_untracked_detections_gives_the_same_tracks(predictor, monkeypatch):
+    """detect() leaves out detections below the tracker's score threshold: the tracks are those
+    of the whole cache (as video inference builds it)."""
+    import dataclasses
+
+    from vis_d2.engine.video_inference import instances_to_frame_detections
+
+    frames = _frames(4)
+    full = [instances_to_frame_detections(predictor.predict_frame(f), predictor.tracker)[1]
+            for f in frames]
+    thresh = float(np.median(np.concatenate([d.scores for d in full])))
+    tracker = dataclasses.replace(predictor.tracker, score_thresh=thresh)
+    monkeypatch.setattr(predictor, "tracker", tracker)
+    cached = predictor.detect(frames)
+    assert all((d.scores >= thresh).all() for d in cached)
+    assert sum(map(len, cached)) < sum(map(len, full))
+    assert tracker.predict(cached, 0) == tracker.predict(full, 0)

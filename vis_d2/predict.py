@@ -26,6 +26,8 @@ only the tracker's per-frame records, and the video is drawn in a second decodin
 """
 import argparse
 import glob
+import io
+import json
 import logging
 import os
 import re
@@ -38,7 +40,7 @@ from detectron2.utils.logger import setup_logger
 from .config import get_vis_cfg
 from .data.frames import VideoFrames, natural_key
 from .engine.predictor import VISPredictor
-from .file_io import atomic_write_json
+from .file_io import atomic_open
 from .visualization import render_video
 
 __all__ = ["main", "expand_inputs", "predict_video"]
@@ -112,7 +114,11 @@ def predict_video(predictor: VISPredictor, frames: VideoFrames, video_id: int, o
     bar = dict(total=frames.num_frames, unit="frame", dynamic_ncols=True, leave=False)
     preds = predictor(tqdm(frames, desc=f"{frames.name}: tracking", **bar), video_id)
     json_path = os.path.join(output_dir, frames.name + ".json")
-    atomic_write_json(json_path, preds)
+    with atomic_open(json_path) as f:
+        text = io.TextIOWrapper(f, encoding="utf-8")
+        json.dump(preds, text)  # streamed: no string of the whole file in memory
+        text.flush()
+        text.detach()  # atomic_open closes the file itself
     video_path = os.path.join(output_dir, frames.name + ".mp4")
     render_video(tqdm(frames, desc=f"{frames.name}: drawing", **bar), preds, video_path,
                  fps=fps or frames.fps or FOLDER_FPS)

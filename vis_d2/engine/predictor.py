@@ -128,7 +128,9 @@ class VISPredictor:
 
     def detect(self, video: Video) -> List[FrameDetections]:
         """Run the model on every frame of ``video`` once, in order, keeping only each frame's
-        tracking record: one :class:`~vis_d2.tracking.FrameDetections` per frame.
+        tracking record: one :class:`~vis_d2.tracking.FrameDetections` per frame, of the
+        detections the tracker reads (the ``tracker.top_k`` best, scoring at least
+        ``MODEL.VIS.TRACKER.SCORE_THRESH``).
 
         Args:
             video: a video file or folder of frames (str or path, read by
@@ -138,9 +140,20 @@ class VISPredictor:
         """
         if isinstance(video, (str, os.PathLike)):
             video = VideoFrames(video)
-        dets = [instances_to_frame_detections(self.predict_frame(f), self.tracker,
-                                              source=f"frame {i}")[1]
-                for i, f in enumerate(_checked_frames(video))]
+        # The tracker never reads detections below its score threshold: not caching them keeps
+        # the same tracks and saves their embeddings and masks.
+        online = self.tracker.online()
+        dets = []
+        for i, f in enumerate(_checked_frames(video)):
+            frame = instances_to_frame_detections(self.predict_frame(f), self.tracker,
+                                                  source=f"frame {i}")[1]
+            keep = online.kept_detections(frame)
+            if len(keep) < len(frame):
+                frame = FrameDetections(
+                    boxes=frame.boxes[keep], scores=frame.scores[keep],
+                    labels=frame.labels[keep], embeddings=frame.embeddings[keep],
+                    masks=[frame.masks[k] for k in keep], source=frame.source)
+            dets.append(frame)
         if not dets:
             raise ValueError("the video has no frames")
         return dets
