@@ -4,9 +4,9 @@
         --input clip.mp4 frames/ 'videos/*.mp4' --output out/ \\
         [--confidence-threshold 0.3] [--bitrack] [--fps 6] MODEL.WEIGHTS output/demo/model_final.pth
 
-(also the console script ``vis-d2-predict``). ``--input`` takes video files, folders of frames
-(their images in natural order) and globs, expanded in natural order; the trailing ``KEY VALUE``
-pairs override the config as in ``train_net.py``. Weights load as :class:`VISPredictor` loads
+Installed, it is also the command ``vis-d2-predict``. ``--input`` takes video files, folders of
+frames (their images in natural order) and globs, expanded in natural order; the trailing
+``KEY VALUE`` pairs override the config as in ``train_net.py``. Weights load as :class:`VISPredictor` loads
 them (strictly, ``MODEL.VIS.CHECKPOINT.*``).
 
 For input number ``i`` (from 1, the ``video_id``) named ``<name>`` (the file name without its
@@ -22,7 +22,10 @@ extension, or the folder's name), ``--output`` receives, each written atomically
   5th frame of 30 fps videos).
 
 Memory stays flat in the video's length: the model pass decodes one frame at a time and keeps
-only the tracker's per-frame records, and the video is drawn in a second decoding pass.
+only the tracker's per-frame records, and the video is drawn in a second decoding pass. Not so
+with ``--bitrack`` on long videos: BiTrack's merge compares every forward track with every
+backward one frame by frame, so its time and memory grow faster than the video
+(docs/BENCHMARKS.md, "Predicting long videos").
 """
 import argparse
 import glob
