@@ -256,3 +256,36 @@ def test_cache_without_untracked_detections_gives_the_same_tracks(predictor, mon
     assert all((d.scores >= thresh).all() for d in cached)
     assert sum(map(len, cached)) < sum(map(len, full))
     assert tracker.predict(cached, 0) == tracker.predict(full, 0)
+
+
+def test_frame_cache_reads_back_what_was_cached(predictor):
+    from vis_d2.engine.predictor import FrameCache
+
+    cache = predictor.detect(iter(_frames(3)))
+    assert isinstance(cache, FrameCache) and len(cache) == 3
+    small = FrameCache(recent=1)
+    for frame in cache:
+        small.append(frame)
+    for t in (2, 0, 1, -1):  # read back from the file: only one frame is kept in memory
+        a, b = cache[t], small[t]
+        assert b is not a and b.masks == a.masks and b.source == a.source
+        for field in ("boxes", "scores", "labels", "embeddings"):
+            assert np.array_equal(getattr(b, field), getattr(a, field))
+    with pytest.raises(IndexError):
+        small[3]
+    small.close()
+
+
+def test_threshold_before_track_nms_gives_the_same_predictions(predictor, monkeypatch):
+    """__call__ gathers masks and runs track NMS only for the tracks at or above the threshold:
+    the predictions are those of all tracks, filtered."""
+    import dataclasses
+
+    tracker = dataclasses.replace(predictor.tracker, track_nms_thresh=0.1)
+    monkeypatch.setattr(predictor, "tracker", tracker)
+    frames = _frames(4)
+    everything = predictor.dataset_predictions(tracker.predict(list(predictor.detect(frames)), 7))
+    scores = sorted({p["score"] for p in everything})
+    for thresh in (scores[len(scores) // 2], scores[-1]):
+        monkeypatch.setattr(predictor, "score_thresh", thresh)
+        assert predictor(frames, 7) == [p for p in everything if p["score"] >= thresh]

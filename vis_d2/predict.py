@@ -22,7 +22,8 @@ extension, or the folder's name), ``--output`` receives, each written atomically
   5th frame of 30 fps videos).
 
 Memory stays flat in the video's length: the model pass decodes one frame at a time and keeps
-only the tracker's per-frame records, and the video is drawn in a second decoding pass. Not so
+only the tracker's per-frame records, in a temporary file, and the video is drawn in a second
+decoding pass. Not so
 with ``--bitrack`` on long videos: BiTrack's merge compares every forward track with every
 backward one frame by frame, so its time and memory grow faster than the video
 (docs/BENCHMARKS.md, "Predicting long videos").

@@ -17,18 +17,25 @@ has no id map, the ids are the contiguous indices themselves (with a warning at 
 and a category without a name in the metadata is named ``"category <id>"``.
 
 Memory stays flat in the video's length: frames are decoded and run through the model one at
-a time, and only each frame's tracking record (:class:`~vis_d2.tracking.FrameDetections`:
-boxes, scores, labels, embeddings, one RLE per detection) is kept for BiTrack and track NMS.
+a time, and each frame's tracking record (:class:`~vis_d2.tracking.FrameDetections`: boxes,
+scores, labels, embeddings, one RLE per detection) goes to a temporary file, from which
+tracking, BiTrack and track NMS read it back frame by frame. Only the tracks scoring at least
+the threshold get their per-frame masks gathered and go through track NMS.
 
 ``predictor.tracker`` (a :class:`~vis_d2.tracking.VideoTracker` from ``MODEL.VIS.TRACKER``)
 holds the tracking settings. For streaming use, ``predictor.track_stream(frames)`` yields, per
 frame, the frame's ``Instances`` with ``track_ids`` and ``category_ids`` fields (online
 tracking, forward only).
 """
+import collections
+import dataclasses
 import logging
 import math
+import operator
 import os
-from typing import Dict, Iterable, Iterator, List, Optional, Union
+import pickle
+import tempfile
+from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -42,7 +49,7 @@ from ..tracking import FrameDetections, VideoTracker
 from .checkpoint import AtomicCheckpointer, check_weights_path
 from .video_inference import instances_to_frame_detections
 
-__all__ = ["VISPredictor", "check_frame"]
+__all__ = ["VISPredictor", "FrameCache", "check_frame"]
 
 logger = logging.getLogger(__name__)
 
@@ -73,6 +80,51 @@ def _checked_frames(frames: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
             raise ValueError(f"frame {i} is {f.shape[:2]}, frame 0 is {size}: "
                              "frames of one video must share a size")
         yield f
+
+
+class FrameCache(Sequence):
+    """A video's :class:`~vis_d2.tracking.FrameDetections`, frame ``t`` at index ``t``, kept in
+    an anonymous temporary file (deleted when the cache is closed or collected) and read back
+    on access, with the last ``recent`` frames read kept in memory; what the tracker reads
+    while it walks the video (forward, backward, track by track).
+    """
+
+    def __init__(self, recent: int = 64):
+        self._file = tempfile.TemporaryFile()
+        self._spans: List[tuple] = []  # (offset, size) of each frame's record in the file
+        self._recent: "collections.OrderedDict[int, FrameDetections]" = collections.OrderedDict()
+        self._keep = recent
+
+    def append(self, frame: FrameDetections) -> None:
+        # The file is this process's own, so reading it back with pickle runs nothing foreign.
+        data = pickle.dumps((frame.boxes, frame.scores, frame.labels, frame.embeddings,
+                             frame.masks, frame.source), protocol=pickle.HIGHEST_PROTOCOL)
+        offset = self._file.seek(0, os.SEEK_END)
+        self._file.write(data)
+        self._spans.append((offset, len(data)))
+
+    def __len__(self) -> int:
+        return len(self._spans)
+
+    def __getitem__(self, t: int) -> FrameDetections:
+        t = operator.index(t)  # a frame number; no slices
+        offset, size = self._spans[t]  # IndexError past the end, as iteration needs
+        t %= len(self._spans)
+        frame = self._recent.get(t)
+        if frame is None:
+            self._file.seek(offset)
+            boxes, scores, labels, embeddings, masks, source = pickle.loads(self._file.read(size))
+            frame = FrameDetections(boxes, scores, labels, embeddings, masks, source)
+            self._recent[t] = frame
+            if len(self._recent) > self._keep:
+                self._recent.popitem(last=False)
+        else:
+            self._recent.move_to_end(t)
+        return frame
+
+    def close(self) -> None:
+        self._recent.clear()
+        self._file.close()
 
 
 class VISPredictor:
@@ -126,11 +178,11 @@ class VISPredictor:
         tensor = torch.as_tensor(np.ascontiguousarray(resized.transpose(2, 0, 1)))
         return self.model([{"image": tensor, "height": h, "width": w}])[0]["instances"]
 
-    def detect(self, video: Video) -> List[FrameDetections]:
+    def detect(self, video: Video) -> FrameCache:
         """Run the model on every frame of ``video`` once, in order, keeping only each frame's
         tracking record: one :class:`~vis_d2.tracking.FrameDetections` per frame, of the
         detections the tracker reads (the ``tracker.top_k`` best, scoring at least
-        ``MODEL.VIS.TRACKER.SCORE_THRESH``).
+        ``MODEL.VIS.TRACKER.SCORE_THRESH``), in a :class:`FrameCache` on disk.
 
         Args:
             video: a video file or folder of frames (str or path, read by
@@ -143,7 +195,7 @@ class VISPredictor:
         # The tracker never reads detections below its score threshold: not caching them keeps
         # the same tracks and saves their embeddings and masks.
         online = self.tracker.online()
-        dets = []
+        dets = FrameCache()
         for i, f in enumerate(_checked_frames(video)):
             frame = instances_to_frame_detections(self.predict_frame(f), self.tracker,
                                                   source=f"frame {i}")[1]
@@ -168,7 +220,25 @@ class VISPredictor:
             descending, scores >= ``TEST.VIS.PREDICT_SCORE_THRESH``. Predictions of one object
             in several categories (track NMS) share one ``segmentations`` list.
         """
-        return self.dataset_predictions(self.tracker.predict(self.detect(video), video_id))
+        frames = self.detect(video)
+        try:
+            tracks = self.tracker.track(frames)
+            if self.score_thresh > 0:
+                tracks = self._tracks_scoring_above(tracks, frames, video_id)
+            return self.dataset_predictions(self.tracker.predictions(tracks, frames, video_id))
+        finally:
+            frames.close()
+
+    def _tracks_scoring_above(self, tracks, frames, video_id):
+        """The tracks whose own prediction scores at least ``score_thresh``.
+
+        Track NMS gives each prediction the score of a track of its group, and a track never
+        changes the groups of the tracks scoring above it; so these tracks alone predict what
+        all tracks predict at or above the threshold, without T masks per low-scoring track or
+        a (tracks x tracks) IoU matrix of them in memory."""
+        scorer = dataclasses.replace(self.tracker, track_nms_thresh=0.0)
+        return [trk for trk in tracks if len(trk) and
+                scorer.predictions([trk], frames, video_id)[0]["score"] >= self.score_thresh]
 
     def dataset_predictions(self, predictions: List[dict]) -> List[dict]:
         """The tracker's predictions (contiguous ``category_id``) with the dataset's category
