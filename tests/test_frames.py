@@ -1,12 +1,19 @@
-"""read_video_frames: the frames of a folder of images or of a video file, one size policy."""
+"""VideoFrames: the frames of a folder of images or of a video file, read lazily, one size
+policy."""
+import fractions
 import logging
 import re
+import sys
 
 import cv2
 import numpy as np
 import pytest
 
-from vis_d2.data.frames import natural_key, read_video_frames
+from vis_d2.data.frames import VideoFrames, natural_key
+
+
+def read_video_frames(source):
+    return list(VideoFrames(source))
 
 
 def _frame(value, h=24, w=32):
@@ -64,3 +71,40 @@ def test_video_file(tmp_path):
     (tmp_path / "empty.avi").write_bytes(b"")
     with pytest.raises(ValueError, match="empty.avi has no readable frames"):
         read_video_frames(str(tmp_path / "empty.avi"))
+
+
+def _h264(path, values, h=24, w=32, fps=5):
+    """An H.264 mp4 written by PyAV directly, one flat frame per value (B = value)."""
+    import av
+
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=fractions.Fraction(fps))
+        stream.height, stream.width, stream.pix_fmt = h, w, "yuv420p"
+        for v in values:
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(_frame(v, h, w), format="bgr24")))
+        container.mux(stream.encode(None))
+    return str(path)
+
+
+def test_h264_file_read_lazily_and_again(tmp_path):
+    video = VideoFrames(_h264(tmp_path / "clip.mp4", [20, 120, 220, 60]))
+    assert (video.name, video.num_frames, video.fps) == ("clip", 4, 5.0)
+    first = iter(video)
+    assert int(next(first)[12, 16, 0]) == pytest.approx(20, abs=6)  # decoded on demand
+    for _ in range(2):  # each pass decodes from the start
+        frames = list(video)
+        assert [f.shape for f in frames] == [(24, 32, 3)] * 4
+        assert [int(f[12, 16, 0]) for f in frames] == pytest.approx([20, 120, 220, 60], abs=6)
+
+
+def test_without_pyav_opencv_decodes(tmp_path, monkeypatch):
+    path = _h264(tmp_path / "clip.mp4", [20, 220])
+    monkeypatch.setitem(sys.modules, "av", None)  # import av raises ImportError
+    video = VideoFrames(path)
+    assert (video.num_frames, video.fps) == (2, 5.0)
+    assert [int(f[12, 16, 0]) for f in video] == pytest.approx([20, 220], abs=6)
+
+
+def test_video_names():
+    assert VideoFrames.name_of("a/b/clip.v2.mp4") == "clip.v2"
+    assert VideoFrames.name_of("some/folder/") == "folder"

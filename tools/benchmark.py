@@ -11,6 +11,7 @@
     python tools/benchmark.py profile [--iters 10]   # training step: the ops that take the time
     python tools/benchmark.py ytvis_eval [--videos 1000] [--naive-videos 200]   # the VIS metric
     python tools/benchmark.py ytvis_eval --videos 0 --command-gt datasets/synthvis/valid.json
+    python tools/benchmark.py predict_memory [--cases 640x360:150 640x360:1500] [--min-size 96]
 
 Each subcommand measures its variants in the same run and prints them side by side with ratios.
 The model subcommands read synthvis (``make data``) and use random weights unless ``--weights``
@@ -32,6 +33,7 @@ import time
 from collections import defaultdict
 from concurrent.futures import ProcessPoolExecutor
 
+import cv2
 import numpy as np
 import pycocotools.mask as mask_util
 import torch
@@ -350,6 +352,75 @@ def bench_profile(args):
         sort_by="self_cpu_time_total", row_limit=15, max_shapes_column_width=80))
 
 
+# ---- predict_memory: peak RSS of python -m vis_d2.predict vs video length ----
+
+def moving_shapes_video(path, num_frames, width, height, fps=30):
+    """An H.264 mp4 (PyAV) of ``num_frames`` frames: three shapes bouncing over a gradient."""
+    from vis_d2.visualization import open_video_writer
+
+    yy, xx = np.mgrid[0:height, 0:width]
+    background = np.stack([60 + 60 * xx / width, 80 + 40 * yy / height,
+                           np.full_like(xx, 90.0)], axis=2).astype(np.uint8)
+    rng = np.random.RandomState(0)
+    pos = rng.uniform(0.2, 0.8, (3, 2)) * (width, height)
+    vel = rng.uniform(-1, 1, (3, 2)) * min(width, height) / 60
+    r = min(width, height) // 10
+    with open_video_writer(path, fps) as write:
+        for _ in range(num_frames):
+            pos += vel
+            out = (pos < r) | (pos > np.array([width, height]) - r)
+            vel[out] *= -1
+            pos = np.clip(pos, r, np.array([width, height]) - r)
+            frame = background.copy()
+            (x0, y0), (x1, y1), (x2, y2) = pos.astype(int)
+            cv2.rectangle(frame, (x0 - r, y0 - r), (x0 + r, y0 + r), (40, 40, 220), -1)
+            cv2.circle(frame, (x1, y1), r, (40, 200, 40), -1)
+            tri = np.array([[x2, y2 - r], [x2 - r, y2 + r], [x2 + r, y2 + r]], np.int32)
+            cv2.fillPoly(frame, [tri], (220, 160, 30))
+            write(frame)
+
+
+def _predict_memory_worker(video, out_dir, opts):
+    """``python -m vis_d2.predict`` on ``video`` in this (fresh) process: its peak RSS."""
+    from vis_d2 import predict
+
+    torch.manual_seed(0)  # the same random model in every run
+    t = time.perf_counter()
+    [(_, _, tracks)] = predict.main(["--config-file", DEMO_CONFIG, "--input", video, "--output",
+                                     out_dir, *opts])
+    return {"seconds": time.perf_counter() - t, "tracks": tracks,
+            "rss_peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+
+
+def bench_predict_memory(args):
+    """Peak RSS of the whole predict command (model pass, tracking and track NMS, drawing pass,
+    H.264 writing) on a short and a long video of each size, each run in a fresh process; the
+    demo config with random weights (seed 0) on the CPU."""
+    opts = (["--bitrack"] if args.bitrack else []) + (
+        ["--confidence-threshold", str(args.threshold)] if args.threshold is not None else [])
+    opts += ["MODEL.WEIGHTS", "", "MODEL.DEVICE", "cpu"]
+    if args.min_size:
+        opts += ["INPUT.MIN_SIZE_TEST", str(args.min_size),
+                 "INPUT.MAX_SIZE_TEST", str(args.min_size * 2)]
+    print(f"python -m vis_d2.predict --config-file {DEMO_CONFIG} {' '.join(map(repr, opts))}",
+          flush=True)
+    first = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for case in args.cases:
+            size, length = case.split(":")
+            width, height = (int(v) for v in size.split("x"))
+            video = f"{tmp}/{width}x{height}_{length}.mp4"
+            moving_shapes_video(video, int(length), width, height)
+            with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+                r = pool.submit(_predict_memory_worker, video, f"{tmp}/out", opts).result()
+            os.remove(video)
+            base = first.setdefault(size, dict(r, length=int(length)))
+            print(f"  {size:>9s} {int(length):5d} frames: peak RSS {r['rss_peak_mb']:6.0f} MB "
+                  f"(x{r['rss_peak_mb'] / base['rss_peak_mb']:.3f} of {base['length']} frames), "
+                  f"{r['seconds']:6.0f} s, {int(length) / r['seconds']:5.1f} frames/s, "
+                  f"{r['tracks']} tracks", flush=True)
+
+
 # ---- ytvis_eval: the metric on a large synthetic set, built in memory ----
 
 def ellipse_counts(h, w, cx, cy, rx, ry, rng=None, jitter=0):
@@ -651,6 +722,16 @@ SECTIONS = {
         ("--iters", _int(20)), WEIGHTS]),
     "profile": (bench_profile, "demo training step: the ops that take the time", [
         ("--iters", _int(10)), WEIGHTS]),
+    "predict_memory": (bench_predict_memory, "peak RSS of vis_d2.predict vs video length", [
+        ("--cases", dict(nargs="+", metavar="WxH:FRAMES",
+                         default=["640x360:150", "640x360:1500", "1280x720:300",
+                                  "1280x720:3000"],
+                         help="videos to make and track; each size's first is the baseline")),
+        ("--min-size", _int(0, "INPUT.MIN_SIZE_TEST (MAX_SIZE_TEST twice it); 0: the "
+                               "config's")),
+        ("--bitrack", dict(action="store_true", help="track with BiTrack")),
+        ("--threshold", dict(type=float, help="--confidence-threshold (default: the "
+                                              "config's TEST.VIS.PREDICT_SCORE_THRESH)"))]),
     "ytvis_eval": (bench_ytvis_eval, "speed of the YouTube-VIS metric", [
         ("--videos", _int(1000)), ("--frames", _int(36)), ("--height", _int(720)),
         ("--width", _int(1280)), ("--categories", _int(40)), ("--seed", _int(0)),

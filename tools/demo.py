@@ -54,7 +54,8 @@ def render_one_video(cfg, results, out_dir):
     record = max(records, key=lambda r: (len({a["track_id"] for f in r["annotations"] for a in f}), -r["video_id"]))
     json_to_contiguous = meta.thing_dataset_id_to_contiguous_id
     preds = [dict(p, category_id=json_to_contiguous[p["category_id"]])
-             for p in results if p["video_id"] == record["video_id"] and p["score"] >= 0.3]
+             for p in results if p["video_id"] == record["video_id"]
+             and p["score"] >= cfg.TEST.VIS.PREDICT_SCORE_THRESH]
     preds.sort(key=lambda p: -p["score"])
     frames = [read_frame(record, i) for i in range(record["length"])]
     stem = os.path.join(out_dir, os.path.basename(os.path.dirname(record["file_names"][0])))

@@ -147,6 +147,9 @@ def add_vis_config(cfg):
     _C.TEST.VIS = CN()
     # Save the best checkpoint by this metric of the periodic evaluation ("" disables).
     _C.TEST.VIS.BEST_METRIC = "segm/AP"
+    # VISPredictor and python -m vis_d2.predict keep (and draw) only the tracks scoring at least
+    # this; evaluation keeps every track, because AP needs the low-scoring ones.
+    _C.TEST.VIS.PREDICT_SCORE_THRESH = 0.3
 
     # ---- optimisation --------------------------------------------------------------------------
     # "SGD" is detectron2's optimizer (the paper's). "ADAMW" is for models trained from scratch

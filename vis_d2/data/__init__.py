@@ -14,7 +14,7 @@ from .ytvis import (  # noqa: E402
     load_ytvis_json,
     register_ytvis_instances,
 )
-from .frames import read_frame, read_video_frames
+from .frames import VideoFrames, read_frame
 from . import builtin  # noqa: F401  (registers the builtin datasets)
 from .build import (
     PairDatasetMapper,

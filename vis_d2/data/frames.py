@@ -1,24 +1,27 @@
 """Reading video frames from disk: every frame and image vis_d2 reads goes through this module.
 
 * :func:`read_frame`: frame ``i`` of a video record (training pairs, test-time frames, renders).
-* :func:`read_video_frames`: all frames of a video file or of a folder of images (the predictor),
-  the folder's files in natural order (``2.jpg`` before ``10.jpg``).
+* :class:`VideoFrames`: the frames of a video file or of a folder of images (the predictor and
+  ``python -m vis_d2.predict``), decoded lazily, one at a time; a folder's files in natural
+  order (``2.jpg`` before ``10.jpg``).
 
-Images are decoded by detectron2's :func:`~detectron2.data.detection_utils.read_image`.
+Images are decoded by detectron2's :func:`~detectron2.data.detection_utils.read_image`, video
+files by PyAV (the ``video`` extra) or, without it, OpenCV.
 
 Size policy: every frame of a video is returned at the video's size, which is the record's
-"height" x "width" for a video record and the first frame's size for a folder of images. A frame
-file of another size is resized to it (bilinear, detectron2's ``ResizeTransform``) with a warning
+"height" x "width" for a video record and the first frame's size for a folder of images or a
+video file. A frame of another size is resized to it (bilinear, detectron2's ``ResizeTransform``) with a warning
 naming the file, because annotations and predictions are in the video's coordinates.
 A missing file raises ``FileNotFoundError`` and a file that is not a readable image (unknown
 format, truncated) ``ValueError``, both naming the file.
 """
+import contextlib
 import glob
 import logging
 import os
 import re
 import struct
-from typing import List, Tuple
+from typing import Iterator, Optional, Tuple, Union
 
 import cv2
 import numpy as np
@@ -29,7 +32,7 @@ from detectron2.data import detection_utils as utils
 
 from .video_record import video_name
 
-__all__ = ["IMAGE_EXTENSIONS", "natural_key", "read_image_file", "read_frame", "read_video_frames"]
+__all__ = ["IMAGE_EXTENSIONS", "VideoFrames", "natural_key", "read_image_file", "read_frame"]
 
 logger = logging.getLogger(__name__)
 
@@ -39,7 +42,7 @@ logger = logging.getLogger(__name__)
 _DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, struct.error,
                   Image.DecompressionBombError)
 
-# The file extensions read_video_frames takes from a folder of frames.
+# The file extensions VideoFrames takes from a folder of frames.
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp")
 
 
@@ -111,43 +114,136 @@ def read_frame(record: dict, frame_idx: int, format: str = "BGR") -> np.ndarray:
     return _fit_to_size(image, (int(record["height"]), int(record["width"])), file_name, where)
 
 
-def read_video_frames(source: str) -> List[np.ndarray]:
-    """
-    All frames of a video file (decoded by OpenCV) or of a folder of images (in the natural order
-    of their names, :func:`natural_key`; only the files ending in :data:`IMAGE_EXTENSIONS`).
+class VideoFrames:
+    """The frames of a video file or of a folder of images, decoded lazily, one at a time.
 
-    Returns:
-        list of (H, W, 3) uint8 BGR arrays, all of the first frame's size (the size policy of
-        this module).
+    Iterating yields (H, W, 3) uint8 BGR frames in order; each iteration decodes again from the
+    first frame, so a caller can make a second pass without any frame being kept in memory.
+    A folder's frames are the files ending in :data:`IMAGE_EXTENSIONS`, in the natural order of
+    their names (:func:`natural_key`); a video file is decoded by PyAV where it is installed
+    (the ``video`` extra), else by OpenCV. Every frame comes at the first frame's size (the size
+    policy of this module).
 
-    Raises:
-        FileNotFoundError: ``source`` does not exist, or names the missing frame file.
-        ValueError: no frames, or a frame file that is not a readable image.
+    Attributes:
+        source: the path given.
+        name: the file name without its extension, or the folder's name.
+        num_frames: the number of frames (for a video file, as its header states; None where
+            the header has no count). Only for progress bars: iteration yields what is decoded.
+        fps: the frame rate the video file states, None for a folder or where it has none.
+
+    Raises (on construction):
+        FileNotFoundError: ``source`` does not exist. ValueError: a folder without frames, or a
+        file that is not a readable video. While iterating, a frame file that is missing or not
+        a readable image raises as :func:`read_image_file`, naming it and its index.
     """
-    if os.path.isdir(source):
-        files = sorted(
-            (f for f in glob.glob(os.path.join(source, "*")) if f.lower().endswith(IMAGE_EXTENSIONS)),
-            key=natural_key,
-        )
-        if not files:
-            raise ValueError(f"folder {source} holds no frames ({', '.join(IMAGE_EXTENSIONS)})")
-        frames = []
-        for i, f in enumerate(files):
-            where = f"folder {source}, frame {i}"
+
+    def __init__(self, source: Union[str, os.PathLike]):
+        self.source = os.fspath(source)
+        self.name = self.name_of(self.source)
+        self.fps: Optional[float] = None
+        if os.path.isdir(self.source):
+            self._files = sorted(
+                (f for f in glob.glob(os.path.join(self.source, "*"))
+                 if f.lower().endswith(IMAGE_EXTENSIONS)), key=natural_key)
+            if not self._files:
+                raise ValueError(
+                    f"folder {self.source} holds no frames ({', '.join(IMAGE_EXTENSIONS)})")
+            self.num_frames: Optional[int] = len(self._files)
+            return
+        if not os.path.isfile(self.source):
+            raise FileNotFoundError(f"video not found: {self.source}")
+        self._files = None
+        av = _import_av()
+        if av is not None:
+            with self._open_av(av) as container:
+                stream = container.streams.video[0]
+                self.num_frames = int(stream.frames) or None
+                rate = stream.average_rate or stream.guessed_rate
+                self.fps = float(rate) if rate else None
+        else:
+            cap = cv2.VideoCapture(self.source)
+            try:
+                if not cap.isOpened():
+                    raise ValueError(f"video {self.source} has no readable frames "
+                                     "(OpenCV cannot open it)")
+                self.num_frames = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) or None
+                self.fps = float(cap.get(cv2.CAP_PROP_FPS)) or None
+            finally:
+                cap.release()
+
+    @staticmethod
+    def name_of(source: Union[str, os.PathLike]) -> str:
+        """The name of a video: its file name without the extension, or its folder's name."""
+        path = os.path.normpath(os.fspath(source))
+        return os.path.basename(path) if os.path.isdir(path) else \
+            os.path.splitext(os.path.basename(path))[0]
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        if self._files is not None:
+            yield from self._iter_folder()
+            return
+        av = _import_av()
+        frames = self._iter_av(av) if av is not None else self._iter_cv2()
+        size = None
+        count = 0
+        for count, image in enumerate(frames, 1):
+            size = size or image.shape[:2]
+            yield _fit_to_size(image, size, self.source, f"video {self.source}, frame {count - 1}")
+        if count == 0:
+            raise ValueError(f"video {self.source} has no readable frames")
+
+    def _iter_folder(self) -> Iterator[np.ndarray]:
+        size = None
+        for i, f in enumerate(self._files):
+            where = f"folder {self.source}, frame {i}"
             image = read_image_file(f, "BGR", where)
-            size = frames[0].shape[:2] if frames else image.shape[:2]
-            frames.append(_fit_to_size(image, size, f, where))
-        return frames
-    if not os.path.isfile(source):
-        raise FileNotFoundError(f"video not found: {source}")
-    cap = cv2.VideoCapture(source)
-    frames = []
-    while True:
-        ok, img = cap.read()
-        if not ok:
-            break
-        frames.append(img)
-    cap.release()
-    if not frames:
-        raise ValueError(f"video {source} has no readable frames")
-    return frames
+            size = size or image.shape[:2]
+            yield _fit_to_size(image, size, f, where)
+
+    @contextlib.contextmanager
+    def _open_av(self, av):
+        try:
+            container = av.open(self.source)
+        except av.error.FFmpegError as e:
+            raise ValueError(f"video {self.source} has no readable frames ({e})") from e
+        try:
+            if not container.streams.video:
+                raise ValueError(f"video {self.source} has no video stream")
+            yield container
+        finally:
+            container.close()
+
+    def _iter_av(self, av) -> Iterator[np.ndarray]:
+        with self._open_av(av) as container:
+            stream = container.streams.video[0]
+            stream.thread_type = "AUTO"  # frame- and slice-threaded decoding
+            i = 0
+            try:
+                for frame in container.decode(stream):
+                    yield frame.to_ndarray(format="bgr24")
+                    i += 1
+            except av.error.FFmpegError as e:
+                raise ValueError(f"video {self.source}: frame {i} cannot be decoded ({e})") from e
+
+    def _iter_cv2(self) -> Iterator[np.ndarray]:
+        cap = cv2.VideoCapture(self.source)
+        try:
+            while True:
+                ok, image = cap.read()
+                if not ok:
+                    return
+                yield image
+        finally:
+            cap.release()
+
+    def __repr__(self) -> str:
+        return f"VideoFrames({self.source!r}, num_frames={self.num_frames}, fps={self.fps})"
+
+
+def _import_av():
+    """The ``av`` module (PyAV, the ``video`` extra), or None where it is not installed."""
+    try:
+        import av
+    except ImportError:
+        return None
+    return av

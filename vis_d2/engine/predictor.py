@@ -2,18 +2,40 @@
 
     cfg = get_vis_cfg("configs/synthvis/R18_demo.yaml", ["MODEL.WEIGHTS", "output/demo/model_final.pth"])
     predictor = VISPredictor(cfg)
-    predictions = predictor(frames)            # list of BGR (H, W, 3) uint8 arrays
-    predictions = predictor("clip.mp4")        # or a video file, or a folder of frames
+    predictions = predictor("clip.mp4")        # a video file or a folder of frames, read lazily
+    predictions = predictor(frames)            # or an iterable of BGR (H, W, 3) uint8 arrays
 
-Each prediction is one track: ``{"video_id", "category_id" (contiguous), "score",
-"segmentations": [RLE or None per frame]}``; ``predictor.class_names`` names the categories and
+Each prediction is one track: ``{"video_id", "category_id", "category_name", "score",
+"segmentations": [RLE or None per frame]}``, sorted by score, only the tracks scoring at least
+``TEST.VIS.PREDICT_SCORE_THRESH``.
+
+Category ids are the dataset's (those of its json, as in a YouTube-VIS results file), read
+from the metadata of ``DATASETS.TEST[0]`` (else ``DATASETS.TRAIN[0]``):
+``thing_dataset_id_to_contiguous_id`` maps them to the model's contiguous class indices
+0..C-1 and ``thing_classes`` names them. Where that dataset is not registered or its metadata
+has no id map, the ids are the contiguous indices themselves (with a warning at construction),
+and a category without a name in the metadata is named ``"category <id>"``.
+
+Memory stays flat in the video's length: frames are decoded and run through the model one at
+a time, and each frame's tracking record (:class:`~vis_d2.tracking.FrameDetections`: boxes,
+scores, labels, embeddings, one RLE per detection) goes to a temporary file, from which
+tracking, BiTrack and track NMS read it back frame by frame. Only the tracks scoring at least
+the threshold get their per-frame masks gathered and go through track NMS.
+
 ``predictor.tracker`` (a :class:`~vis_d2.tracking.VideoTracker` from ``MODEL.VIS.TRACKER``)
-holds the tracking settings.
-For streaming use, ``predictor.track_stream(frames)`` yields, per frame, the frame's
-``Instances`` with a ``track_ids`` field (online tracking, forward only).
+holds the tracking settings. For streaming use, ``predictor.track_stream(frames)`` yields, per
+frame, the frame's ``Instances`` with ``track_ids`` and ``category_ids`` fields (online
+tracking, forward only).
 """
+import collections
+import dataclasses
+import logging
+import math
+import operator
 import os
-from typing import Iterable, Iterator, List, Sequence, Union
+import pickle
+import tempfile
+from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -22,12 +44,16 @@ from detectron2.data import MetadataCatalog
 from detectron2.data import transforms as T
 from detectron2.modeling import build_model
 
-from ..data.frames import read_video_frames
-from ..tracking import VideoTracker
+from ..data.frames import VideoFrames
+from ..tracking import FrameDetections, VideoTracker
 from .checkpoint import AtomicCheckpointer, check_weights_path
 from .video_inference import instances_to_frame_detections
 
-__all__ = ["VISPredictor", "read_video_frames"]
+__all__ = ["VISPredictor", "FrameCache", "check_frame"]
+
+logger = logging.getLogger(__name__)
+
+Video = Union[str, os.PathLike, VideoFrames, Iterable[np.ndarray]]
 
 
 def check_frame(frame, where: str = "") -> None:
@@ -43,12 +69,77 @@ def check_frame(frame, where: str = "") -> None:
                          "convert with (frame * 255).round().astype(np.uint8) if it is in [0, 1]")
 
 
+def _checked_frames(frames: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
+    """``frames`` one by one, each checked (:func:`check_frame`) and of frame 0's size."""
+    size = None
+    for i, f in enumerate(frames):
+        check_frame(f, f"frame {i}")
+        if size is None:
+            size = f.shape[:2]
+        elif f.shape[:2] != size:
+            raise ValueError(f"frame {i} is {f.shape[:2]}, frame 0 is {size}: "
+                             "frames of one video must share a size")
+        yield f
+
+
+class FrameCache(Sequence):
+    """A video's :class:`~vis_d2.tracking.FrameDetections`, frame ``t`` at index ``t``, kept in
+    an anonymous temporary file (deleted when the cache is closed or collected) and read back
+    on access, with the last ``recent`` frames read kept in memory; what the tracker reads
+    while it walks the video (forward, backward, track by track).
+    """
+
+    def __init__(self, recent: int = 64):
+        self._file = tempfile.TemporaryFile()
+        self._spans: List[tuple] = []  # (offset, size) of each frame's record in the file
+        self._recent: "collections.OrderedDict[int, FrameDetections]" = collections.OrderedDict()
+        self._keep = recent
+
+    def append(self, frame: FrameDetections) -> None:
+        # The file is this process's own, so reading it back with pickle runs nothing foreign.
+        data = pickle.dumps((frame.boxes, frame.scores, frame.labels, frame.embeddings,
+                             frame.masks, frame.source), protocol=pickle.HIGHEST_PROTOCOL)
+        offset = self._file.seek(0, os.SEEK_END)
+        self._file.write(data)
+        self._spans.append((offset, len(data)))
+
+    def __len__(self) -> int:
+        return len(self._spans)
+
+    def __getitem__(self, t: int) -> FrameDetections:
+        t = operator.index(t)  # a frame number; no slices
+        offset, size = self._spans[t]  # IndexError past the end, as iteration needs
+        t %= len(self._spans)
+        frame = self._recent.get(t)
+        if frame is None:
+            self._file.seek(offset)
+            boxes, scores, labels, embeddings, masks, source = pickle.loads(self._file.read(size))
+            frame = FrameDetections(boxes, scores, labels, embeddings, masks, source)
+            self._recent[t] = frame
+            if len(self._recent) > self._keep:
+                self._recent.popitem(last=False)
+        else:
+            self._recent.move_to_end(t)
+        return frame
+
+    def close(self) -> None:
+        self._recent.clear()
+        self._file.close()
+
+
 class VISPredictor:
     """Builds the model from ``cfg``, loads ``cfg.MODEL.WEIGHTS`` and tracks whole videos.
 
     The weights must hold every weight of the model in its shape
     (:class:`~vis_d2.engine.checkpoint.IncompatibleCheckpointError` otherwise) unless
     ``MODEL.VIS.CHECKPOINT.ALLOW_PARTIAL``; a ``.pkl`` needs ``MODEL.VIS.CHECKPOINT.TRUST_PKL``.
+
+    Attributes:
+        class_names: the model's C class names by contiguous index (None without metadata).
+        category_ids: (C,) the dataset category id of each contiguous index.
+        category_names: ``{dataset category id: name}``.
+        score_thresh: ``TEST.VIS.PREDICT_SCORE_THRESH``; :meth:`__call__` drops tracks below it.
+        tracker: the :class:`~vis_d2.tracking.VideoTracker` of ``MODEL.VIS.TRACKER``.
     """
 
     def __init__(self, cfg):
@@ -65,15 +156,21 @@ class VISPredictor:
         self.input_format = cfg.INPUT.FORMAT
         if self.input_format not in ("RGB", "BGR"):
             raise ValueError(f"INPUT.FORMAT must be RGB or BGR, got {self.input_format}")
-        names = cfg.DATASETS.TEST or cfg.DATASETS.TRAIN
-        # Only read: MetadataCatalog.get would create an empty entry for an unregistered name.
-        meta = MetadataCatalog.get(names[0]) if names and names[0] in MetadataCatalog else None
-        self.class_names = meta.get("thing_classes", None) if meta is not None else None
+        thresh = cfg.TEST.VIS.PREDICT_SCORE_THRESH
+        if isinstance(thresh, bool) or not isinstance(thresh, (int, float)) \
+                or not math.isfinite(thresh) or thresh < 0:
+            raise ValueError(f"TEST.VIS.PREDICT_SCORE_THRESH must be a number >= 0, got {thresh!r}")
+        self.score_thresh = float(thresh)
+        self.class_names, self.category_ids = _categories(cfg)
+        self.category_names: Dict[int, str] = {
+            cid: (self.class_names[k] if self.class_names else f"category {cid}")
+            for k, cid in enumerate(self.category_ids)}
         self.tracker = VideoTracker.from_config(self.cfg)
 
     @torch.no_grad()
     def predict_frame(self, image_bgr: np.ndarray):
-        """One BGR (H, W, 3) uint8 frame -> Instances at the frame's size, with pred_embeds."""
+        """One BGR (H, W, 3) uint8 frame -> Instances at the frame's size, with pred_embeds
+        (``pred_classes`` are contiguous indices)."""
         check_frame(image_bgr)
         img = image_bgr[:, :, ::-1] if self.input_format == "RGB" else image_bgr
         h, w = img.shape[:2]
@@ -81,32 +178,119 @@ class VISPredictor:
         tensor = torch.as_tensor(np.ascontiguousarray(resized.transpose(2, 0, 1)))
         return self.model([{"image": tensor, "height": h, "width": w}])[0]["instances"]
 
-    def __call__(self, video: Union[str, os.PathLike, Sequence[np.ndarray]],
-                 video_id: int = 0) -> List[dict]:
-        """Track one video: a video file or folder of frames (str or path), or a sequence of
-        BGR (H, W, 3) uint8 frames of one size."""
-        if isinstance(video, (str, os.PathLike)):
-            frames = read_video_frames(os.fspath(video))
-        else:
-            frames = list(video)
-        if not frames:
-            raise ValueError("the video has no frames")
-        dets = []
-        for i, f in enumerate(frames):
-            check_frame(f, f"frame {i}")
-            if f.shape[:2] != frames[0].shape[:2]:
-                raise ValueError(f"frame {i} is {f.shape[:2]}, frame 0 is {frames[0].shape[:2]}: "
-                                 "frames of one video must share a size")
-            dets.append(instances_to_frame_detections(
-                self.predict_frame(f), self.tracker, source=f"frame {i}")[1])
-        return self.tracker.predict(dets, video_id)
+    def detect(self, video: Video) -> FrameCache:
+        """Run the model on every frame of ``video`` once, in order, keeping only each frame's
+        tracking record: one :class:`~vis_d2.tracking.FrameDetections` per frame, of the
+        detections the tracker reads (the ``tracker.top_k`` best, scoring at least
+        ``MODEL.VIS.TRACKER.SCORE_THRESH``), in a :class:`FrameCache` on disk.
 
-    def track_stream(self, frames: Iterable[np.ndarray]) -> Iterator:
-        """Online tracking over a stream: yields each frame's Instances with ``track_ids``
-        (-1 for detections the tracker dropped)."""
+        Args:
+            video: a video file or folder of frames (str or path, read by
+                :class:`~vis_d2.data.frames.VideoFrames`), or any iterable (a list, a
+                generator) of BGR (H, W, 3) uint8 frames of one size. Frames are taken one at
+                a time; none is kept.
+        """
+        if isinstance(video, (str, os.PathLike)):
+            video = VideoFrames(video)
+        # The tracker never reads detections below its score threshold: not caching them keeps
+        # the same tracks and saves their embeddings and masks.
         online = self.tracker.online()
-        for i, f in enumerate(frames):
+        dets = FrameCache()
+        for i, f in enumerate(_checked_frames(video)):
+            frame = instances_to_frame_detections(self.predict_frame(f), self.tracker,
+                                                  source=f"frame {i}")[1]
+            keep = online.kept_detections(frame)
+            if len(keep) < len(frame):
+                frame = FrameDetections(
+                    boxes=frame.boxes[keep], scores=frame.scores[keep],
+                    labels=frame.labels[keep], embeddings=frame.embeddings[keep],
+                    masks=[frame.masks[k] for k in keep], source=frame.source)
+            dets.append(frame)
+        if not dets:
+            raise ValueError("the video has no frames")
+        return dets
+
+    def __call__(self, video: Video, video_id: int = 0) -> List[dict]:
+        """Track one video (see :meth:`detect` for ``video``): BiTrack and track NMS as
+        ``MODEL.VIS.TRACKER`` says.
+
+        Returns:
+            ``[{"video_id", "category_id" (the dataset's id), "category_name", "score",
+            "segmentations": [compressed RLE with str counts, or None] * T}]``, sorted by score
+            descending, scores >= ``TEST.VIS.PREDICT_SCORE_THRESH``. Predictions of one object
+            in several categories (track NMS) share one ``segmentations`` list.
+        """
+        frames = self.detect(video)
+        try:
+            tracks = self.tracker.track(frames)
+            if self.score_thresh > 0:
+                tracks = self._tracks_scoring_above(tracks, frames, video_id)
+            return self.dataset_predictions(self.tracker.predictions(tracks, frames, video_id))
+        finally:
+            frames.close()
+
+    def _tracks_scoring_above(self, tracks, frames, video_id):
+        """The tracks whose own prediction scores at least ``score_thresh``.
+
+        Track NMS gives each prediction the score of a track of its group, and a track never
+        changes the groups of the tracks scoring above it; so these tracks alone predict what
+        all tracks predict at or above the threshold, without T masks per low-scoring track or
+        a (tracks x tracks) IoU matrix of them in memory."""
+        scorer = dataclasses.replace(self.tracker, track_nms_thresh=0.0)
+        return [trk for trk in tracks if len(trk) and
+                scorer.predictions([trk], frames, video_id)[0]["score"] >= self.score_thresh]
+
+    def dataset_predictions(self, predictions: List[dict]) -> List[dict]:
+        """The tracker's predictions (contiguous ``category_id``) with the dataset's category
+        ids and names, those scoring below ``score_thresh`` left out."""
+        out = []
+        for p in predictions:
+            if p["score"] >= self.score_thresh:
+                cid = self.category_ids[p["category_id"]]
+                out.append({"video_id": p["video_id"], "category_id": cid,
+                            "category_name": self.category_names[cid], "score": p["score"],
+                            "segmentations": p["segmentations"]})
+        return out
+
+    def track_stream(self, frames: Video) -> Iterator:
+        """Online tracking over a stream (a path or an iterable, as :meth:`detect`): yields
+        each frame's Instances with ``track_ids`` (-1 for detections the tracker dropped) and
+        ``category_ids`` (the dataset's ids of ``pred_classes``). Per-frame detection scores
+        are not filtered by ``score_thresh``, which applies to whole tracks."""
+        if isinstance(frames, (str, os.PathLike)):
+            frames = VideoFrames(frames)
+        online = self.tracker.online()
+        to_dataset = torch.as_tensor(self.category_ids, dtype=torch.long)
+        for i, f in enumerate(_checked_frames(frames)):
             inst, dets = instances_to_frame_detections(
                 self.predict_frame(f), self.tracker, source=f"frame {i}")
             inst.track_ids = torch.as_tensor(online.step(i, dets), dtype=torch.long)
+            inst.category_ids = to_dataset[inst.pred_classes]
             yield inst
+
+
+def _categories(cfg) -> "tuple[Optional[List[str]], List[int]]":
+    """(class names by contiguous index or None, dataset id of each contiguous index) from the
+    metadata of ``DATASETS.TEST[0]`` or, without a test set, ``DATASETS.TRAIN[0]``."""
+    num_classes = cfg.MODEL.ROI_HEADS.NUM_CLASSES
+    names = cfg.DATASETS.TEST or cfg.DATASETS.TRAIN
+    name = names[0] if names else None
+    # Only read: MetadataCatalog.get would create an empty entry for an unregistered name.
+    meta = MetadataCatalog.get(name) if name and name in MetadataCatalog else None
+    classes = meta.get("thing_classes", None) if meta is not None else None
+    id_map = meta.get("thing_dataset_id_to_contiguous_id", None) if meta is not None else None
+    if classes is not None and len(classes) != num_classes:
+        raise ValueError(f"dataset '{name}' has {len(classes)} categories but the model "
+                         f"(MODEL.ROI_HEADS.NUM_CLASSES) has {num_classes}")
+    if not id_map:
+        why = (f"dataset '{name}' is not registered" if meta is None and name else
+               "DATASETS.TEST and DATASETS.TRAIN are empty" if not name else
+               f"the metadata of '{name}' has no thing_dataset_id_to_contiguous_id")
+        logger.warning(f"VISPredictor: {why}; category ids are the model's class indices "
+                       f"0..{num_classes - 1}")
+        return classes, list(range(num_classes))
+    to_dataset = {int(c): int(d) for d, c in id_map.items()}
+    if sorted(to_dataset) != list(range(num_classes)):
+        raise ValueError(f"dataset '{name}': thing_dataset_id_to_contiguous_id maps to "
+                         f"{sorted(to_dataset)}, not to the model's 0..{num_classes - 1}")
+    return classes, [to_dataset[k] for k in range(num_classes)]
