@@ -39,7 +39,9 @@ from typing import List, Tuple
 
 from tqdm import tqdm
 
-from detectron2.utils.logger import setup_logger
+# vis_d2's packages first: they register the components and import detectron2 quietly.
+from . import data, modeling  # noqa: F401  # isort: skip
+from detectron2.utils.logger import setup_logger  # noqa: E402
 
 from .config import get_vis_cfg
 from .data.frames import VideoFrames, natural_key
