@@ -230,7 +230,7 @@ def test_inference_output_classes_are_all_video_set_classes(masks):
 def test_tracker_and_predictor_never_give_an_auxiliary_class():
     k = 2
     cfg = _cfg(k, "MODEL.ROI_HEADS.SCORE_THRESH_TEST", "0.0", "MODEL.VIS.TRACKER.SCORE_THRESH",
-               "0.0")
+               "0.0", "TEST.VIS.PREDICT_SCORE_THRESH", "0.0")
     c = cfg.MODEL.ROI_HEADS.NUM_CLASSES
     torch.manual_seed(0)
     predictor = VISPredictor(cfg)
@@ -238,6 +238,8 @@ def test_tracker_and_predictor_never_give_an_auxiliary_class():
     frames = [np.random.default_rng(i).integers(0, 255, (72, 96, 3), dtype=np.uint8)
               for i in range(3)]
     tracks = predictor(frames)
-    assert tracks and max(t["category_id"] for t in tracks) < c
+    # the predictor gives the dataset's ids: the C video-set categories, no auxiliary one
+    assert len(predictor.category_names) == c
+    assert tracks and {t["category_id"] for t in tracks} <= set(predictor.category_names)
     for inst in predictor.track_stream(frames):
         assert len(inst) > 0 and inst.pred_classes.max() < c
