@@ -707,6 +707,20 @@ def _generate_videos(out_dir: str, split: str, num_videos: int, seed: int, cfg: 
     return data, stats
 
 
+def _write_image(rng: np.random.Generator, cfg: SynthConfig, categories, image_root: str,
+                 image_id: int) -> Tuple[dict, "_Layout"]:
+    """Sample, render and write one image of ``categories`` as ``<image_root>/<id:06d>.jpg``.
+    Returns its COCO ``images`` entry and its layout (objects, visible masks and areas)."""
+    w = int(rng.integers(cfg.width_range[0], cfg.width_range[1] + 1))
+    h = int(rng.integers(cfg.height_range[0], cfg.height_range[1] + 1))
+    lay, _ = _sample_scene(rng, cfg, h, w, 1, [c["id"] for c in categories],
+                           cfg.image_objects_range, is_video=False)
+    (img,) = _render(lay, rng, cfg, h, w)
+    file_name = f"{image_id:06d}.jpg"
+    _write_jpeg(os.path.join(image_root, file_name), img, cfg.jpeg_quality)
+    return {"id": image_id, "file_name": file_name, "height": h, "width": w}, lay
+
+
 def _generate_images(out_dir: str, num_images: int, seed: int, cfg: SynthConfig
                      ) -> Tuple[dict, dict]:
     """Render the COCO-format image set. Returns (json dict with segmentation, stats dict)."""
@@ -716,21 +730,14 @@ def _generate_images(out_dir: str, num_images: int, seed: int, cfg: SynthConfig
     per_cat = {c["id"]: 0 for c in IMAGE_CATEGORIES}
     for ii in range(num_images):
         rng = _scene_rng(seed, "images", ii)
-        w = int(rng.integers(cfg.width_range[0], cfg.width_range[1] + 1))
-        h = int(rng.integers(cfg.height_range[0], cfg.height_range[1] + 1))
-        lay, _ = _sample_scene(rng, cfg, h, w, 1, [c["id"] for c in IMAGE_CATEGORIES],
-                               cfg.image_objects_range, is_video=False)
-        (img,) = _render(lay, rng, cfg, h, w)
-        image_id = ii + 1
-        file_name = f"{image_id:06d}.jpg"
-        _write_jpeg(os.path.join(image_root, file_name), img, cfg.jpeg_quality)
-        images.append({"id": image_id, "file_name": file_name, "height": h, "width": w})
+        image, lay = _write_image(rng, cfg, IMAGE_CATEGORIES, image_root, ii + 1)
+        images.append(image)
         for i, obj in enumerate(lay.objects):
             if lay.visible_area[i, 0] < cfg.min_visible_area:
                 continue
             rle = _encode_rle(lay.visible[i][0])
             box, area = _rle_box_area(rle)
-            annotations.append({"id": len(annotations) + 1, "image_id": image_id,
+            annotations.append({"id": len(annotations) + 1, "image_id": image["id"],
                                 "category_id": obj.category_id, "segmentation": rle,
                                 "area": area, "bbox": box, "iscrowd": 0})
             per_cat[obj.category_id] += 1
@@ -776,22 +783,15 @@ def _generate_msd_images(out_dir: str, num_images: int, weak_share: float, seed:
     for ii in range(num_images):
         rng = _scene_rng(seed, "msd", ii)
         weak = bool(rng.random() < weak_share)
-        w = int(rng.integers(cfg.width_range[0], cfg.width_range[1] + 1))
-        h = int(rng.integers(cfg.height_range[0], cfg.height_range[1] + 1))
-        lay, _ = _sample_scene(rng, cfg, h, w, 1, [c["id"] for c in MSD_CATEGORIES],
-                               cfg.image_objects_range, is_video=False)
-        (img,) = _render(lay, rng, cfg, h, w)
-        image_id = ii + 1
-        file_name = f"{image_id:06d}.jpg"
-        _write_jpeg(os.path.join(image_root, file_name), img, cfg.jpeg_quality)
+        image, lay = _write_image(rng, cfg, MSD_CATEGORIES, image_root, ii + 1)
         images, annotations = sets[weak]
-        images.append({"id": image_id, "file_name": file_name, "height": h, "width": w})
+        images.append(image)
         for i, obj in enumerate(lay.objects):
             if lay.visible_area[i, 0] < cfg.min_visible_area:
                 continue
             rle = _encode_rle(lay.visible[i][0])
             box, area = _rle_box_area(rle)
-            anno = {"id": len(sets[False][1]) + len(sets[True][1]) + 1, "image_id": image_id,
+            anno = {"id": len(sets[False][1]) + len(sets[True][1]) + 1, "image_id": image["id"],
                     "category_id": obj.category_id, "area": area, "bbox": box, "iscrowd": 0}
             if weak and rng.random() < 0.5:
                 missing += 1  # no "segmentation": the annotator drew a box only
