@@ -1,5 +1,5 @@
-"""A tiny OpenImages validation split in the official layout (vis_d2/data/openimages.py), written
-into a folder by the tests that need one."""
+"""A tiny OpenImages split (validation by default) in the official layout
+(vis_d2/data/openimages.py), written into a folder by the tests that need one."""
 import csv
 import os
 
@@ -64,26 +64,31 @@ def _write_csv(path, header, rows):
     return str(path)
 
 
+# The official file names per split folder ("validation" or "train").
+BOX_CSV = {"validation": "validation-annotations-bbox.csv",
+           "train": "oidv6-train-annotations-bbox.csv"}
+
+
 def write_openimages(root, class_file="oidv6-class-descriptions.csv", box_header=None,
-                     mask_header=None, classes=None, masks=True):
-    """Write the tiny split under ``root``; the arguments change one part (a bad input).
+                     mask_header=None, classes=None, masks=True, split="validation"):
+    """Write the tiny split (``split``: "validation" or "train") under ``root``; the other
+    arguments change one part (a bad input).
 
     The masks are PNGs at twice the image resolution (as the official ones have another
     resolution than the images): the dog's mask is its box's left half.
     """
-    os.makedirs(os.path.join(root, "validation"), exist_ok=True)
+    os.makedirs(os.path.join(root, split), exist_ok=True)
     header = None if class_file == "class-descriptions-boxable.csv" else ["LabelName",
                                                                           "DisplayName"]
     _write_csv(os.path.join(root, class_file), header, classes or all_classes())
-    _write_csv(os.path.join(root, "validation-annotations-bbox.csv"), box_header or BOX_HEADER,
-               box_rows())
-    _write_csv(os.path.join(root, "validation-annotations-object-segmentation.csv"),
+    _write_csv(os.path.join(root, BOX_CSV[split]), box_header or BOX_HEADER, box_rows())
+    _write_csv(os.path.join(root, f"{split}-annotations-object-segmentation.csv"),
                mask_header or MASK_HEADER, mask_rows())
     for image_id, (h, w) in IMAGES.items():
-        cv2.imwrite(os.path.join(root, "validation", f"{image_id}.jpg"),
+        cv2.imwrite(os.path.join(root, split, f"{image_id}.jpg"),
                     np.full((h, w, 3), 128, np.uint8))
     if masks:
-        mask_dir = os.path.join(root, "validation-masks")
+        mask_dir = os.path.join(root, f"{split}-masks")
         os.makedirs(mask_dir, exist_ok=True)
         dog = np.zeros((40, 80), np.uint8)
         dog[4:24, 20:40] = 255  # image pixels x 10..20, y 2..12

@@ -55,6 +55,7 @@ TWINS = {  # LazyConfig row -> YAML row of the synthetic benchmark
     "A1_baseline": "configs/synthvis/R18_A1_baseline.yaml",
     "A2_tcis": "configs/synthvis/R18_A2_tcis.yaml",
     "A3_multitask": "configs/synthvis/R18_A3_multitask.yaml",
+    "A4_msd": "configs/synthvis/R18_A4_msd.yaml",
     "A5_bitrack": "configs/synthvis/R18_A5_bitrack.yaml",
 }
 
@@ -95,7 +96,7 @@ def hyper_parameters(model):
     return out
 
 
-@pytest.mark.parametrize("row", ["A1_baseline", "A3_multitask"])
+@pytest.mark.parametrize("row", ["A1_baseline", "A3_multitask", "A4_msd"])
 def test_lazy_and_yacs_rows_build_the_same_model(row):
     torch.manual_seed(0)
     lazy_model = instantiate(load_lazy(row).model)
@@ -119,11 +120,14 @@ def test_lazy_and_yacs_rows_build_the_same_model(row):
     # the concrete model of each row
     shapes = {k: tuple(v.shape) for k, v in lazy_sd.items()}
     assert shapes["backbone.top_block.p7.weight"] == (64, 64, 3, 3)   # P7 from P6, 64 ch
-    assert shapes["roi_heads.box_predictor.cls_score.weight"] == (5, 512)  # 4 classes + bg
+    k = 2 if row == "A4_msd" else 0  # MODEL.VIS.MSD.NUM_AUX_CLASSES
+    assert lazy_model.roi_heads.num_aux_classes == yacs_model.roi_heads.num_aux_classes == k
+    # 4 classes + K auxiliary + background
+    assert shapes["roi_heads.box_predictor.cls_score.weight"] == (5 + k, 512)
     assert shapes["roi_heads.track_head.fcs.1.weight"] == (256, 256)
     assert lazy_model.proposal_generator.anchor_generator.strides == [4, 8, 16, 32, 64, 128]
     assert lazy_model.roi_heads.box_predictor.test_topk_per_image == 20
-    assert shapes["roi_heads.mask_class_head.predictor.weight"] == (4, 256)  # MODEL.VIS.MASK_CLASS
+    assert shapes["roi_heads.mask_class_head.predictor.weight"] == (4 + k, 256)  # MASK_CLASS
     assert shapes["roi_heads.mask_class_head.convs.2.weight"] == (64, 32, 3, 3)
     assert lazy_model.roi_heads.mask_class_on_gt_masks            # TRAIN_ON_GT_MASKS
     assert lazy_model.roi_heads.mask_class_score_weight == 0.75
@@ -139,7 +143,8 @@ def test_lazy_and_yacs_rows_build_the_same_model(row):
     else:
         assert len(shapes) == 167
         assert shapes["roi_heads.tcis.deform_conv.weight"] == (64, 64, 3, 3)
-        assert shapes["roi_heads.maskiou_head.predictor.weight"] == (4, 512)
+        assert shapes["roi_heads.maskiou_head.predictor.weight"] == (4 + k, 512)
+        # the image-level heads keep the video set's 4 classes (+ background for SemSeg)
         assert shapes["semseg_head.predictor.weight"] == (5, 128, 1, 1)
         assert shapes["multilabel_head.fc.weight"] == (4, 256)
 
@@ -265,6 +270,30 @@ def test_lazy_training_and_data_settings_match_the_yaml():
             {k: v for k, v in vars(b).items() if not k.startswith("_")}, type(a).__name__
 
 
+def test_a4_rows_are_a3_with_multi_source_data():
+    """A4 = A3 + the image sources and K auxiliary classes; the LazyConfig row's data are its
+    YAML twin's, and another K reaches the data through the ROI heads."""
+    for a3, a4, train in [
+            ("configs/synthvis/R18_A3_multitask.yaml", "configs/synthvis/R18_A4_msd.yaml",
+             ("synthvis_train", "synthvis_msd_train", "synthvis_msd_weak_train")),
+            ("configs/ytvis_2021/R50_FPN_A3_multitask.yaml",
+             "configs/ytvis_2021/R50_FPN_A4_msd.yaml",
+             ("ytvis_2021_train", "coco_2017_train", "openimages_train_ytvis_2021"))]:
+        c3, c4 = yacs(a3), yacs(a4)
+        assert c4.DATASETS.TRAIN == train and len(c4.DATALOADER.VIS.SOURCE_WEIGHTS) == 3
+        assert c3.MODEL.VIS.MSD.NUM_AUX_CLASSES == 0 < c4.MODEL.VIS.MSD.NUM_AUX_CLASSES
+        c3.MODEL.VIS.MSD = c4.MODEL.VIS.MSD
+        assert c3.MODEL == c4.MODEL and c3.INPUT == c4.INPUT and c3.SOLVER == c4.SOLVER
+    cfg, lazy = yacs(TWINS["A4_msd"]), load_lazy("A4_msd")
+    data = lazy.dataloader.train
+    assert tuple(data.dataset.names) == cfg.DATASETS.TRAIN and data.dataset.mask_on
+    assert list(data.source_weights) == list(cfg.DATALOADER.VIS.SOURCE_WEIGHTS) == [0.5, 0.35, 0.15]
+    lazy = load_lazy("A4_msd", ["model.roi_heads.num_aux_classes=1",
+                                "model.roi_heads.num_classes=5"])
+    assert OmegaConf.to_container(lazy.dataloader.train.dataset, resolve=True)[
+        "num_aux_classes"] == 1
+
+
 def test_lazy_trainer_clips_gradients_like_the_yaml_trainer():
     train_net = load_script("train_net")
 
@@ -306,9 +335,11 @@ YAML_ROWS = {
     "configs/synthvis/R18_A1_baseline.yaml": (False, False, False, "synthvis_val"),
     "configs/synthvis/R18_A2_tcis.yaml": (True, False, False, "synthvis_val"),
     "configs/synthvis/R18_A3_multitask.yaml": (True, True, False, "synthvis_val"),
+    "configs/synthvis/R18_A4_msd.yaml": (True, True, False, "synthvis_val"),
     "configs/synthvis/R18_A5_bitrack.yaml": (True, True, True, "synthvis_val"),
     "configs/ytvis_2021/R50_FPN_A2_tcis.yaml": (True, False, False, "ytvis_2021_val"),
     "configs/ytvis_2021/R50_FPN_A3_multitask.yaml": (True, True, False, "ytvis_2021_val"),
+    "configs/ytvis_2021/R50_FPN_A4_msd.yaml": (True, True, False, "ytvis_2021_val"),
     "configs/ytvis_2021/R50_FPN_A5_noMSD.yaml": (True, True, True, "ytvis_2021_val"),
     "configs/ytvis_2019/R50_FPN_TCIS_MT_BiTrack.yaml": (True, True, True, "ytvis_2019_val"),
 }
@@ -332,7 +363,9 @@ def test_yaml_row_loads_and_builds(path):
     assert (model.roi_heads.maskiou_head is not None) == multitask
     assert (model.semseg_head is not None) == (model.multilabel_head is not None) == multitask
     num_classes = 4 if "synthvis" in path else 40
-    assert model.roi_heads.box_predictor.cls_score.out_features == num_classes + 1
+    k = cfg.MODEL.VIS.MSD.NUM_AUX_CLASSES
+    assert (k > 0) == ("A4" in path)  # Multi-Source Data with auxiliary classes in row A4
+    assert model.roi_heads.box_predictor.cls_score.out_features == num_classes + k + 1
 
 
 def test_a5_rows_share_a3s_model_config():
