@@ -200,6 +200,14 @@ ROWS = [
     pytest.param(*res_pred(category_id="1"), YTVISFormatError,
                  PRED + r": 'category_id' must be an integer, got '1'",
                  id="kept-res-category-id-string"),
+    # --- results whose ids are not the dataset's (fixed, issue 23): 0-based class indices
+    pytest.param(*res_pred(category_id=1, category_name="square"), YTVISFormatError,
+                 PRED + r": category_id 1 is 'circle' in .*gt\.json, but the prediction's "
+                 r"category_name is 'square' \(category_id 2 there\): the results' ids are not "
+                 r"the dataset's", id="fixed-res-category-ids-shifted"),
+    pytest.param(*res_pred(category_id=1, category_name="hexagon"), YTVISFormatError,
+                 PRED + r": category_id 1 is 'circle' in .*gt\.json, but the prediction's "
+                 r"category_name is 'hexagon'$", id="fixed-res-category-name-unknown"),
     pytest.param(*res_pred(video_id=8), YTVISFormatError,
                  r"res\.json: prediction #0: video_id 8 is not in .*gt\.json",
                  id="kept-res-unknown-video"),
@@ -230,6 +238,14 @@ def test_the_unchanged_case_scores_one(tmp_path):
     """The rows' starting point is valid: each row's error is its one change."""
     gt_file, res_file = _write(tmp_path, "gt", lambda d: None)
     assert evaluate_ytvis(gt_file, res_file)["AP"] == pytest.approx(1.0, abs=1e-9)
+    # the predictor's category_name is accepted where it is the dataset's; class-agnostic
+    # scoring has one class and reads no names
+    named = _results()
+    named[0]["category_name"] = "circle"
+    assert evaluate_ytvis(gt_file, named)["AP"] == pytest.approx(1.0, abs=1e-9)
+    named[0]["category_name"] = "square"
+    assert evaluate_ytvis(gt_file, named, class_agnostic=True)["AP"] == pytest.approx(1.0,
+                                                                                     abs=1e-9)
 
 
 # --- class-agnostic scoring rewrites the categories first: its own faults (fixed: TypeError)

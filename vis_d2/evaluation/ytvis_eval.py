@@ -50,7 +50,9 @@ video's, RLE run lengths that do not cover the frame (a ``counts`` string cut sh
 pycocotools loop for minutes, ``"0"`` is scored as a wrong mask), a polygon vertex that is not
 finite or lies far off the frame (pycocotools walks the outline pixel by pixel), a negative or
 non-number ``areas`` entry, a ``score`` that is not a finite number (``true`` included), an
-unknown ``video_id`` or ``category_id``, a missing field, and a ground truth with nothing to
+unknown ``video_id`` or ``category_id``, a ``category_name`` (optional; vis_d2's predictor
+writes it) that is not the ground truth's name of the ``category_id`` (shifted ids), a missing
+field, and a ground truth with nothing to
 score: no annotations, or no mask in any frame of any annotation (box-only). Annotations without
 a mask in any frame, next to others with masks, are scored as the official does (ground truth no
 prediction can match) with a warning.
@@ -449,6 +451,23 @@ def _gt_frame_to_rle(seg, h: int, w: int) -> Optional[dict]:
     return seg
 
 
+def _check_category_name(category_id: int, name, gt: YTVISGroundTruth, where: str) -> None:
+    """A prediction's optional ``category_name`` (vis_d2's predictor writes one) must be the
+    ground truth's name of its ``category_id``: ids shifted by one (0-based against 1-based)
+    otherwise score silently as other classes."""
+    expected = gt.categories[category_id]
+    if name == expected:
+        return
+    msg = (f"{where}: category_id {category_id} is {expected!r} in {gt.source}, but the "
+           f"prediction's category_name is {name!r}")
+    named = [c for c, n in gt.categories.items() if n == name]
+    if named:
+        msg += (f" (category_id {named[0]} there): the results' ids are not the dataset's; "
+                "write the dataset's category ids (results from 0-based class indices are "
+                "shifted)")
+    raise YTVISFormatError(msg)
+
+
 def _parse_predictions(predictions: Sequence[dict], gt: YTVISGroundTruth,
                        source: str) -> Dict[int, List[Track]]:
     """Check predictions against ``gt``; tracks without areas yet (``frame_areas`` None)."""
@@ -474,6 +493,8 @@ def _parse_predictions(predictions: Sequence[dict], gt: YTVISGroundTruth,
         if p["category_id"] not in gt.categories:
             raise YTVISFormatError(
                 f"{where}: category_id {p['category_id']!r} is not in {gt.source}")
+        if "category_name" in p:
+            _check_category_name(p["category_id"], p["category_name"], gt, where)
         score = p["score"]
         if not _is_number(score):
             raise YTVISFormatError(f"{where}: 'score' must be a finite number, got {score!r}")
@@ -907,7 +928,9 @@ def to_class_agnostic(gt: dict, predictions: Sequence[dict], source: str = "<gro
         gt["annotations"] = [dict(a, category_id=cid) if isinstance(a, dict) else a
                              for a in gt["annotations"]]
     if isinstance(predictions, list):  # anything else is reported by load_predictions
-        predictions = [dict(p, category_id=cid) if isinstance(p, dict) else p for p in predictions]
+        # Names were checked against the ids by the class-aware scoring; here there is one class.
+        predictions = [{**{k: v for k, v in p.items() if k != "category_name"},
+                        "category_id": cid} if isinstance(p, dict) else p for p in predictions]
     return gt, predictions
 
 
