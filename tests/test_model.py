@@ -313,18 +313,19 @@ def test_only_weakly_segmented_objects_train_box_class_and_track_only():
 
 # One fixed-seed training step of a tiny model with every optional head, as main computed it
 # before multi-source data (commit daec447): a video-only batch with K = 0 must give the same.
+# loss_maskiou is that of the full-area IoU target over positive RoIs (Mask Scoring R-CNN's).
 MAIN_LOSSES = {
     "agnostic": {
         "loss_box_reg": 0.2293788194656372, "loss_cls": 1.6568905115127563,
         "loss_mask": 0.6932281255722046, "loss_mask_cls": 1.3950730562210083,
-        "loss_mask_dice": 0.17785975337028503, "loss_maskiou": 0.18445941805839539,
+        "loss_mask_dice": 0.17785975337028503, "loss_maskiou": 0.12910088896751404,
         "loss_multilabel": 0.33926698565483093, "loss_rpn_cls": 0.6953561902046204,
         "loss_rpn_loc": 0.007448338437825441, "loss_semseg": 0.8229950070381165,
         "loss_tcis": 0.6932656168937683, "loss_track": 1.1027686595916748},
     "specific": {
         "loss_box_reg": 0.22931981086730957, "loss_cls": 1.6231557130813599,
         "loss_mask": 0.6932313442230225, "loss_mask_cls": 1.389032006263733,
-        "loss_mask_dice": 0.17785780131816864, "loss_maskiou": 0.1858074814081192,
+        "loss_mask_dice": 0.17785780131816864, "loss_maskiou": 0.12531962990760803,
         "loss_multilabel": 0.352354496717453, "loss_rpn_cls": 0.6953561902046204,
         "loss_rpn_loc": 0.007448338437825441, "loss_semseg": 0.8403167128562927,
         "loss_tcis": 0.6932748556137085, "loss_track": 1.10060715675354},
