@@ -36,6 +36,23 @@ def test_track_loss_hand_computed():
     assert loss.item() == pytest.approx((l1 + l2 + l3) / 3, rel=1e-6)
 
 
+def test_track_loss_is_mean_per_pair_then_mean_over_pairs():
+    """MaskTrack R-CNN's reduction. Pair A: one positive, CE a; pair B: three positives, CE b
+    each; pair C: none. Per pair then over the 3 pairs: (a + b + 0) / 3; one mean over the 4
+    positives would give (a + 3b) / 4."""
+    key_a, ref_a = torch.tensor([[1.0, 0.0]]), torch.tensor([[2.0, 0.0]])   # logits [0, 2]
+    key_b, ref_b = torch.zeros(3, 2), torch.tensor([[1.0, 0.0]])            # logits [0, 0]
+    key_c, ref_c = torch.zeros(0, 2), torch.tensor([[1.0, 1.0]])
+    loss = track_embedding_loss(
+        [key_a, key_b, key_c], [torch.tensor([5]), torch.tensor([5, 6, 7]),
+                                torch.zeros(0, dtype=torch.long)],
+        [ref_a, ref_b, ref_c], [torch.tensor([5]), torch.tensor([5]), torch.tensor([1])])
+    a = math.log(1 + math.e ** 2) - 2     # target slot 1 (id 5)
+    b = math.log(2)                       # targets 1, 0, 0: each log 2
+    assert loss.item() == pytest.approx((a + b + 0.0) / 3, rel=1e-6)
+    assert loss.item() != pytest.approx((a + 3 * b) / 4, rel=1e-3)
+
+
 def test_track_loss_without_positives_is_zero_with_gradient():
     key = torch.zeros(0, 4, requires_grad=True)
     ref = torch.randn(2, 4, requires_grad=True)
