@@ -164,8 +164,8 @@ def gt_area_outside_boxes(gt_masks, boxes: torch.Tensor, side: int,
     if boxes.shape[0] == 0:
         return torch.zeros(0, dtype=torch.float32, device=boxes.device)
     full, inside = _pixel_areas(gt_masks, boxes, image_size)
-    boxes = boxes.to(device=full.device, dtype=torch.float32)
-    box_area = ((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])).clamp(min=1e-6)
+    b = boxes.to(device=full.device, dtype=torch.float32)
+    box_area = ((b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])).clamp(min=1e-6)
     outside = (full - inside).clamp(min=0.0) * (side * side) / box_area
     return outside.to(boxes.device)
 
@@ -207,8 +207,7 @@ def mask_iou_loss(pred_maskiou: torch.Tensor, gt_classes: torch.Tensor,
     As Mask Scoring R-CNN, a RoI is positive when it is a foreground proposal (matched to a
     ground-truth object of a foreground class with box IoU >= ``MODEL.ROI_HEADS.IOU_THRESHOLDS``
     and a valid mask: the RoIs the mask loss trains on, which the caller passes) *and* its
-    target IoU is > 0: a proposal whose predicted mask misses its object entirely carries no
-    quality information to regress.
+    target IoU is > 0, as the reference implementation's l2 loss keeps only targets > 0.
 
     Args:
         pred_maskiou: (R, K) head outputs for R foreground RoIs.
