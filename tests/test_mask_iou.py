@@ -1,5 +1,6 @@
-"""Mask scoring (Mask Scoring R-CNN, paper Sec. 3.5.1): IoU targets on hand-made masks, the
-MaskIoU head's input and output shapes, its loss (and where its gradient goes) in a training
+"""Mask scoring (Mask Scoring R-CNN, paper Sec. 3.5.1): IoU targets on hand-made masks (against
+the object's full area, the part outside the proposal included), the MaskIoU head's input and
+output shapes, its loss over the positive RoIs only (and where its gradient goes) in a training
 step, and inference rescoring ``score x predicted mask IoU``."""
 import math
 import os
@@ -10,7 +11,7 @@ from torch import nn
 
 from detectron2.layers import ShapeSpec
 from detectron2.modeling import build_model
-from detectron2.structures import Instances
+from detectron2.structures import BitMasks, Instances, PolygonMasks
 from detectron2.utils.events import EventStorage
 
 from helpers import training_pair
@@ -18,6 +19,7 @@ import vis_d2  # noqa: F401
 from vis_d2.config import get_vis_cfg
 from vis_d2.modeling.mask_iou_head import (
     MaskIoUHead,
+    gt_area_outside_boxes,
     mask_iou_inference,
     mask_iou_loss,
     mask_iou_targets,
@@ -31,7 +33,7 @@ def test_iou_target_of_two_squares():
     pred[0, 0:14, 0:14] = 2.0                  # 14 x 14 = 196 pixels
     gt = torch.zeros(1, 28, 28, dtype=torch.bool)
     gt[0, 7:21, 7:21] = True                   # 196 pixels, overlap 7 x 7 = 49
-    iou = mask_iou_targets(pred, gt)
+    iou = mask_iou_targets(pred, gt, torch.zeros(1))
     assert iou.tolist() == [pytest.approx(49 / (196 + 196 - 49))]  # = 1/7
 
     # identical -> 1, disjoint -> 0, both empty -> 0, logit exactly 0 counts as background,
@@ -45,9 +47,49 @@ def test_iou_target_of_two_squares():
     preds[3, 0:4, 0:4] = 0.0
     gts[3, 0:2, 0:4] = 1.0
     gts[3, 2:4, 0:4] = 0.4
-    assert mask_iou_targets(preds, gts).tolist() == [1.0, 0.0, 0.0, 0.0]
+    assert mask_iou_targets(preds, gts, torch.zeros(4)).tolist() == [1.0, 0.0, 0.0, 0.0]
     with pytest.raises(ValueError, match="differ in shape"):
-        mask_iou_targets(pred, gt[:, :14, :14])
+        mask_iou_targets(pred, gt[:, :14, :14], torch.zeros(1))
+    with pytest.raises(ValueError, match="one area per mask"):
+        mask_iou_targets(pred, gt, torch.zeros(2))
+
+
+def _square_object(kind):
+    """A 40 x 40 object at x, y in [20, 60) of a 80 x 100 (H x W) image, as BitMasks or as
+    PolygonMasks."""
+    if kind == "bit":
+        m = torch.zeros(1, 80, 100, dtype=torch.bool)
+        m[0, 20:60, 20:60] = True
+        return BitMasks(m)
+    return PolygonMasks([[[20.0, 20.0, 60.0, 20.0, 60.0, 60.0, 20.0, 60.0]]])
+
+
+@pytest.mark.parametrize("kind", ["bit", "polygon"])
+def test_target_counts_the_part_of_the_object_outside_the_box(kind):
+    """A box holding the left half of the object, its mask perfect inside the box: Mask Scoring
+    R-CNN's target is 0.5 (the object's other half is missed), not 1 (the IoU inside the box)."""
+    gt = _square_object(kind)
+    half, whole, wider = [20.0, 20.0, 40.0, 60.0], [20.0, 20.0, 60.0, 60.0], [0.0, 20.0, 80.0, 60.0]
+    boxes = torch.tensor([half, whole, wider])
+    masks = gt[[0, 0, 0]]
+    side = 28
+    outside = gt_area_outside_boxes(masks, boxes, side, (80, 100))
+    # half: 800 px outside, a cell of the 20 x 40 px box is (20/28) x (40/28) px -> 784 cells;
+    # whole and wider: the object lies inside
+    assert outside.tolist() == pytest.approx([784.0, 0.0, 0.0], abs=1e-3)
+    crops = masks.crop_and_resize(boxes, side)
+    perfect = torch.where(crops, 5.0, -5.0)          # the prediction is the ground truth's crop
+    iou = mask_iou_targets(perfect, crops, outside)
+    assert iou.tolist() == pytest.approx([0.5, 1.0, 1.0])
+    # a prediction filling the wider box: IoU 1600 / 3200 px
+    full = torch.full((1, side, side), 5.0)
+    assert mask_iou_targets(full, crops[2:], outside[2:]).item() == pytest.approx(0.5)
+    # a fractional box edge: x in [20, 30.5) holds 10.5 x 40 = 420 px of the 1600
+    frac = torch.tensor([[20.0, 20.0, 30.5, 60.0]])
+    assert gt_area_outside_boxes(gt[[0]], frac, side, (80, 100)).item() == pytest.approx(
+        1180 * side * side / (10.5 * 40), rel=1e-4 if kind == "bit" else 0.03)
+    with pytest.raises(ValueError, match="2 masks for 1 boxes"):
+        gt_area_outside_boxes(gt[[0, 0]], frac, side, (80, 100))
 
 
 def test_head_shapes_and_mask_max_pool():
@@ -85,12 +127,17 @@ def test_head_shapes_and_mask_max_pool():
 
 
 def test_loss_hand_computed():
-    pred = torch.tensor([[0.1, 0.2, 0.3], [0.7, 0.8, 0.9]], requires_grad=True)
-    loss = mask_iou_loss(pred, torch.tensor([2, 0]), torch.tensor([0.5, 1.0]))
+    pred = torch.tensor([[0.1, 0.2, 0.3], [0.7, 0.8, 0.9], [0.4, 0.5, 0.6]], requires_grad=True)
+    loss = mask_iou_loss(pred, torch.tensor([2, 0, 1]), torch.tensor([0.5, 1.0, 0.0]))
+    # the third RoI's target is 0: not positive, left out of the mean (Mask Scoring R-CNN)
     assert loss.item() == pytest.approx(((0.3 - 0.5) ** 2 + (0.7 - 1.0) ** 2) / 2)
     loss.backward()
-    # only the gt class's output is trained
+    # only the gt class's output of the positive RoIs is trained
     assert pred.grad[0, :2].tolist() == [0.0, 0.0] and pred.grad[1, 1:].tolist() == [0.0, 0.0]
+    assert pred.grad[2].tolist() == [0.0, 0.0, 0.0]
+    # no positive RoI: a zero that keeps the graph
+    zero = mask_iou_loss(pred, torch.tensor([2, 0, 1]), torch.zeros(3))
+    assert zero.item() == 0.0 and zero.requires_grad
     empty = torch.zeros(0, 3, requires_grad=True)
     zero = mask_iou_loss(empty, torch.zeros(0, dtype=torch.long), torch.zeros(0))
     assert zero.item() == 0.0 and zero.requires_grad

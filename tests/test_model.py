@@ -36,6 +36,23 @@ def test_track_loss_hand_computed():
     assert loss.item() == pytest.approx((l1 + l2 + l3) / 3, rel=1e-6)
 
 
+def test_track_loss_is_mean_per_pair_then_mean_over_pairs():
+    """MaskTrack R-CNN's reduction. Pair A: one positive, CE a; pair B: three positives, CE b
+    each; pair C: none. Per pair then over the 3 pairs: (a + b + 0) / 3; one mean over the 4
+    positives would give (a + 3b) / 4."""
+    key_a, ref_a = torch.tensor([[1.0, 0.0]]), torch.tensor([[2.0, 0.0]])   # logits [0, 2]
+    key_b, ref_b = torch.zeros(3, 2), torch.tensor([[1.0, 0.0]])            # logits [0, 0]
+    key_c, ref_c = torch.zeros(0, 2), torch.tensor([[1.0, 1.0]])
+    loss = track_embedding_loss(
+        [key_a, key_b, key_c], [torch.tensor([5]), torch.tensor([5, 6, 7]),
+                                torch.zeros(0, dtype=torch.long)],
+        [ref_a, ref_b, ref_c], [torch.tensor([5]), torch.tensor([5]), torch.tensor([1])])
+    a = math.log(1 + math.e ** 2) - 2     # target slot 1 (id 5)
+    b = math.log(2)                       # targets 1, 0, 0: each log 2
+    assert loss.item() == pytest.approx((a + b + 0.0) / 3, rel=1e-6)
+    assert loss.item() != pytest.approx((a + 3 * b) / 4, rel=1e-3)
+
+
 def test_track_loss_without_positives_is_zero_with_gradient():
     key = torch.zeros(0, 4, requires_grad=True)
     ref = torch.randn(2, 4, requires_grad=True)
@@ -313,18 +330,19 @@ def test_only_weakly_segmented_objects_train_box_class_and_track_only():
 
 # One fixed-seed training step of a tiny model with every optional head, as main computed it
 # before multi-source data (commit daec447): a video-only batch with K = 0 must give the same.
+# loss_maskiou is that of the full-area IoU target over positive RoIs (Mask Scoring R-CNN's).
 MAIN_LOSSES = {
     "agnostic": {
         "loss_box_reg": 0.2293788194656372, "loss_cls": 1.6568905115127563,
         "loss_mask": 0.6932281255722046, "loss_mask_cls": 1.3950730562210083,
-        "loss_mask_dice": 0.17785975337028503, "loss_maskiou": 0.18445941805839539,
+        "loss_mask_dice": 0.17785975337028503, "loss_maskiou": 0.12910088896751404,
         "loss_multilabel": 0.33926698565483093, "loss_rpn_cls": 0.6953561902046204,
         "loss_rpn_loc": 0.007448338437825441, "loss_semseg": 0.8229950070381165,
         "loss_tcis": 0.6932656168937683, "loss_track": 1.1027686595916748},
     "specific": {
         "loss_box_reg": 0.22931981086730957, "loss_cls": 1.6231557130813599,
         "loss_mask": 0.6932313442230225, "loss_mask_cls": 1.389032006263733,
-        "loss_mask_dice": 0.17785780131816864, "loss_maskiou": 0.1858074814081192,
+        "loss_mask_dice": 0.17785780131816864, "loss_maskiou": 0.12531962990760803,
         "loss_multilabel": 0.352354496717453, "loss_rpn_cls": 0.6953561902046204,
         "loss_rpn_loc": 0.007448338437825441, "loss_semseg": 0.8403167128562927,
         "loss_tcis": 0.6932748556137085, "loss_track": 1.10060715675354},

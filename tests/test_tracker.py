@@ -466,9 +466,14 @@ def test_predictions_from_tracklets():
     np.testing.assert_array_equal(mask_util.decode(p5), box_mask)
     area = mask_util.area(a["segmentations"][0])
     assert area == 40 * 40
-    # score-weighted vote with label voting; without label voting always the count vote
-    a_w = VideoTracker(label_voting=True).predictions(tracks, frames, 42)[1]
-    assert a_w["category_id"] == 0
+    # label voting counts frames by default (the paper's "highest frequency"); the
+    # score-weighted vote is an option; without label voting always the count vote
+    assert not VideoTracker().label_vote_score_weighted
+    a_default = VideoTracker(label_voting=True).predictions(tracks, frames, 42)[1]
+    assert a_default["category_id"] == 1   # label 1 in 3 frames, label 0 in 2
+    a_w = VideoTracker(label_voting=True, label_vote_score_weighted=True).predictions(
+        tracks, frames, 42)[1]
+    assert a_w["category_id"] == 0         # summed scores 1.7 vs 0.8
     a_base = VideoTracker().predictions(tracks, frames, 42)[1]
     assert a_base["category_id"] == 1
 

@@ -4,6 +4,14 @@
   channels (background last, as detectron2's class convention) -> per-pixel cross-entropy
   against the semantic map painted from the frame's instance masks. Training only: it gives the
   features a global, image-wide notion of "what is where" that the RoI mask head never sees.
+
+  Channels: 41 for YouTube-VIS where the paper says 40. The paper names neither the loss nor
+  what becomes of background pixels; with 40 channels under a softmax cross-entropy every
+  pixel would have to be one of the 40 classes, so background could only be ignored, and the
+  head would never learn where objects are not, which is the part of "what is where" the RoI
+  heads lack most (most of a frame is background). The extra background channel keeps that
+  signal with the standard per-pixel softmax; a 40-channel sigmoid (background = all zeros)
+  would keep it too, at the cost of 40 independent binary losses that need not sum to one.
 * ``MultiLabelHead``: backbone stage C5 (``res5``) -> global average pooling -> FC ->
   ``num_classes`` logits, trained with binary cross-entropy against "which classes are in this
   frame". Training only, unless its probabilities rescore the detections at inference.

@@ -2,12 +2,20 @@
 
 The MaskIoU head reads the mask branch's RoI features together with the mask predicted for one
 class, and regresses, per class, the IoU between that predicted mask (binarised at logit 0)
-and the ground-truth mask. At inference the detection score becomes
+and the object's whole ground-truth mask. At inference the detection score becomes
 ``classification score x predicted mask IoU`` of the predicted class, so that detections with
 poor masks rank lower.
-"""
-from typing import List
 
+The target is Mask Scoring R-CNN's: the predicted mask lives inside the proposal box, but the
+ground truth counts with its full area, the part outside the box included
+(:func:`gt_area_outside_boxes`), so a box that cuts off half of the object has a target near 0.5
+even where its mask is perfect inside the box; an IoU measured inside the box only would rate
+such truncated boxes near 1 and the rescoring would favour them.
+"""
+from typing import List, Tuple
+
+import numpy as np
+import pycocotools.mask as mask_util
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -15,10 +23,10 @@ from torch import nn
 import fvcore.nn.weight_init as weight_init
 from detectron2.config import configurable
 from detectron2.layers import Conv2d, ShapeSpec
-from detectron2.structures import Instances
+from detectron2.structures import BitMasks, Instances, PolygonMasks
 
-__all__ = ["MaskIoUHead", "mask_iou_targets", "mask_iou_loss", "mask_iou_inference",
-           "outputs_of_predicted_classes"]
+__all__ = ["MaskIoUHead", "gt_area_outside_boxes", "mask_iou_targets", "mask_iou_loss",
+           "mask_iou_inference", "outputs_of_predicted_classes"]
 
 
 class MaskIoUHead(nn.Module):
@@ -98,42 +106,121 @@ class MaskIoUHead(nn.Module):
         return self.predictor(x)
 
 
+def _pixel_coverage(lo: torch.Tensor, hi: torch.Tensor, size: int) -> torch.Tensor:
+    """(R, size): the length of [lo_r, hi_r] inside pixel j = [j, j + 1), in [0, 1]."""
+    j = torch.arange(size, device=lo.device, dtype=torch.float32)
+    return (torch.minimum(hi[:, None], j + 1) - torch.maximum(lo[:, None], j)).clamp(0.0, 1.0)
+
+
+def _pixel_areas(masks, boxes: torch.Tensor,
+                 image_size: Tuple[int, int]) -> Tuple[torch.Tensor, torch.Tensor]:
+    """(R,) whole areas and (R,) areas inside the boxes, in image pixels, of R masks."""
+    if isinstance(masks, BitMasks):
+        m = masks.tensor.to(torch.float32)
+        boxes = boxes.to(device=m.device, dtype=torch.float32)
+        cover_x = _pixel_coverage(boxes[:, 0], boxes[:, 2], m.shape[2])
+        cover_y = _pixel_coverage(boxes[:, 1], boxes[:, 3], m.shape[1])
+        inside = (torch.bmm(m, cover_x[:, :, None])[:, :, 0] * cover_y).sum(1)
+        return m.sum((1, 2)), inside
+    if isinstance(masks, PolygonMasks):
+        h, w = image_size
+        full, inside = [], []
+        for polys, (x0, y0, x1, y1) in zip(masks.polygons, boxes.tolist()):
+            rle = mask_util.merge(mask_util.frPyObjects(
+                [np.asarray(p, dtype=np.float64).tolist() for p in polys], h, w))
+            box = mask_util.frPyObjects(np.array([[x0, y0, x1 - x0, y1 - y0]], np.float64),
+                                        h, w)[0]
+            full.append(float(mask_util.area(rle)))
+            inside.append(float(mask_util.area(mask_util.merge([rle, box], intersect=True))))
+        as_tensor = lambda v: torch.tensor(v, dtype=torch.float32, device=boxes.device)  # noqa
+        return as_tensor(full), as_tensor(inside)
+    raise TypeError(f"gt_area_outside_boxes: gt_masks must be BitMasks or PolygonMasks, got "
+                    f"{type(masks).__name__}")
+
+
 @torch.no_grad()
-def mask_iou_targets(pred_mask_logits: torch.Tensor, gt_masks: torch.Tensor) -> torch.Tensor:
-    """IoU between binarised predicted masks and ground-truth masks, on the same RoI grid.
+def gt_area_outside_boxes(gt_masks, boxes: torch.Tensor, side: int,
+                          image_size: Tuple[int, int]) -> torch.Tensor:
+    """The area of each ground-truth mask that lies outside its proposal box, in cells of the
+    box's ``side`` x ``side`` grid (the unit of the cropped masks :func:`mask_iou_targets` reads).
+
+    A box of w x h pixels has cells of (w / side) x (h / side) pixels, so an area of ``a`` pixels
+    outside it counts ``a * side**2 / (w * h)`` cells. Mask Scoring R-CNN divides the in-box
+    area by the share of the object inside the box; adding the outside part instead gives the
+    same full area without dividing by an in-box area that may be 0.
+
+    Args:
+        gt_masks: R ground-truth masks (BitMasks or PolygonMasks at ``image_size``), the one
+            matched to each box.
+        boxes: (R, 4) proposal boxes (x0, y0, x1, y1) in image pixels.
+        side: M, the side of the cropped masks.
+        image_size: (H, W) of the image the masks are drawn on.
+    Returns:
+        (R,) float32 >= 0, on ``boxes``' device.
+    """
+    if len(gt_masks) != boxes.shape[0]:
+        raise ValueError(f"gt_area_outside_boxes: {len(gt_masks)} masks for "
+                         f"{boxes.shape[0]} boxes")
+    if boxes.shape[0] == 0:
+        return torch.zeros(0, dtype=torch.float32, device=boxes.device)
+    full, inside = _pixel_areas(gt_masks, boxes, image_size)
+    b = boxes.to(device=full.device, dtype=torch.float32)
+    box_area = ((b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])).clamp(min=1e-6)
+    outside = (full - inside).clamp(min=0.0) * (side * side) / box_area
+    return outside.to(boxes.device)
+
+
+@torch.no_grad()
+def mask_iou_targets(pred_mask_logits: torch.Tensor, gt_masks: torch.Tensor,
+                     gt_area_outside: torch.Tensor) -> torch.Tensor:
+    """IoU between each binarised predicted mask and its object's whole ground-truth mask.
+
+    The intersection and the predicted area are counted on the RoI grid (a predicted mask has
+    nothing outside its box); the ground truth's area is its area on the grid plus
+    ``gt_area_outside``, the part of the object the box cuts off (:func:`gt_area_outside_boxes`).
 
     Args:
         pred_mask_logits: (R, M, M) mask logits of the ground-truth class; binarised at 0.
         gt_masks: (R, M, M) ground-truth masks cropped to the same RoIs (bool, or float
             binarised at 0.5).
+        gt_area_outside: (R,) ground-truth area outside each RoI, in M x M grid cells.
     Returns:
         (R,) float IoU in [0, 1]; 0 where both masks are empty.
     """
     if pred_mask_logits.shape != gt_masks.shape:
         raise ValueError(f"mask_iou_targets: predicted masks {tuple(pred_mask_logits.shape)} "
                          f"and ground truth {tuple(gt_masks.shape)} differ in shape")
+    if gt_area_outside.shape != pred_mask_logits.shape[:1]:
+        raise ValueError(f"mask_iou_targets: gt_area_outside {tuple(gt_area_outside.shape)} "
+                         f"does not give one area per mask ({pred_mask_logits.shape[0]})")
     pred = (pred_mask_logits > 0).flatten(1)
     gt = (gt_masks > 0.5 if gt_masks.dtype != torch.bool else gt_masks).flatten(1)
     inter = (pred & gt).sum(1).float()
-    union = (pred | gt).sum(1).float()
+    union = (pred | gt).sum(1).float() + gt_area_outside.to(inter.device, torch.float32)
     return inter / union.clamp(min=1.0)
 
 
 def mask_iou_loss(pred_maskiou: torch.Tensor, gt_classes: torch.Tensor,
                   targets: torch.Tensor) -> torch.Tensor:
-    """Mean squared error of the ground-truth class's output, over positive RoIs.
+    """Mean squared error of the ground-truth class's output over the positive RoIs.
+
+    As Mask Scoring R-CNN, a RoI is positive when it is a foreground proposal (matched to a
+    ground-truth object of a foreground class with box IoU >= ``MODEL.ROI_HEADS.IOU_THRESHOLDS``
+    and a valid mask: the RoIs the mask loss trains on, which the caller passes) *and* its
+    target IoU is > 0, as the reference implementation's l2 loss keeps only targets > 0.
 
     Args:
-        pred_maskiou: (R, K) head outputs for R positive (foreground) RoIs.
+        pred_maskiou: (R, K) head outputs for R foreground RoIs.
         gt_classes: (R,) long ground-truth classes in [0, K).
         targets: (R,) IoU targets from :func:`mask_iou_targets`.
     Returns:
-        scalar loss; with R == 0 a zero that keeps the graph.
+        scalar loss; with no positive RoI a zero that keeps the graph.
     """
-    if pred_maskiou.shape[0] == 0:
-        return pred_maskiou.sum() * 0.0
     picked = pred_maskiou[torch.arange(len(gt_classes), device=pred_maskiou.device), gt_classes]
-    return F.mse_loss(picked, targets.to(picked.dtype), reduction="mean")
+    targets = targets.to(picked.dtype)
+    # Weights rather than a boolean index: no host sync, and the graph stays with no positive.
+    positive = (targets > 0).to(picked.dtype)
+    return (positive * (picked - targets) ** 2).sum() / positive.sum().clamp(min=1.0)
 
 
 def outputs_of_predicted_classes(outputs: torch.Tensor, pred_instances: List[Instances],

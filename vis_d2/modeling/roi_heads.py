@@ -53,7 +53,13 @@ from .auxiliary_classes import (
 )
 from .instance_flags import auxiliary_flags, mask_valid_flags
 from .mask_class_head import MaskClassHead, mask_class_inference, mask_class_loss
-from .mask_iou_head import MaskIoUHead, mask_iou_inference, mask_iou_loss, mask_iou_targets
+from .mask_iou_head import (
+    MaskIoUHead,
+    gt_area_outside_boxes,
+    mask_iou_inference,
+    mask_iou_loss,
+    mask_iou_targets,
+)
 from .tcis import TCIS, tcis_instance_pairs, tcis_mask_loss
 from .track_head import TrackHead, track_embedding_loss
 
@@ -459,7 +465,8 @@ class VISROIHeads(StandardROIHeads):
         if self.mask_dice_weight > 0:
             losses["loss_mask_dice"] = self.mask_dice_weight * mask_dice_loss(gt_logits, gt_crops)
         if self.maskiou_head is not None:
-            losses["loss_maskiou"] = self._maskiou_loss(pooled, gt_logits, gt_classes, gt_crops)
+            losses["loss_maskiou"] = self._maskiou_loss(pooled, gt_logits, gt_classes,
+                                                        gt_crops, kept)
         if self.mask_class_head is not None:
             losses["loss_mask_cls"] = self._mask_class_loss(gt_logits, gt_classes, gt_crops)
         return losses
@@ -503,17 +510,24 @@ class VISROIHeads(StandardROIHeads):
         return self.mask_pooler([feats[f] for f in self.mask_in_features], boxes)
 
     def _maskiou_loss(self, pooled: torch.Tensor, gt_logits: torch.Tensor,
-                      gt_classes: torch.Tensor, gt_crops: torch.Tensor) -> torch.Tensor:
+                      gt_classes: torch.Tensor, gt_crops: torch.Tensor,
+                      instances: List[Instances]) -> torch.Tensor:
         """``loss_maskiou`` for foreground proposals with masks.
 
         pooled: (R, C, S, S) mask RoI features; gt_logits: (R, M, M) each proposal's mask
         logits for its ground-truth class; gt_classes: (R,) long; gt_crops: (R, M, M) their
-        ground-truth masks cropped to the proposal boxes (:meth:`_gt_mask_crops`).
-        The predicted mask is detached: the IoU target and the head's input must not train the
-        mask head.
+        ground-truth masks cropped to the proposal boxes (:meth:`_gt_mask_crops`); instances:
+        the proposals of those R rows, per image (``proposal_boxes``, ``gt_masks``).
+        The head reads the predicted mask, detached: the IoU target and the head's input must
+        not train the mask head. The target IoU counts the object's whole ground-truth area,
+        the part outside the proposal included (:func:`gt_area_outside_boxes`).
         """
         logits = gt_logits.detach()
-        targets = mask_iou_targets(logits, gt_crops)
+        side = logits.shape[-1]
+        outside = torch.cat([
+            gt_area_outside_boxes(p.gt_masks, p.proposal_boxes.tensor, side, p.image_size)
+            for p in instances]).to(logits.device)
+        targets = mask_iou_targets(logits, gt_crops, outside)
         pred = self.maskiou_head(pooled, logits.sigmoid()[:, None])
         return mask_iou_loss(pred, gt_classes, targets) * self.maskiou_loss_weight
 

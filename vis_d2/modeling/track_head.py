@@ -4,7 +4,9 @@ Training (key frame t, reference frame t'): for every positive key-frame proposa
 e and the reference frame's ground-truth embeddings r_1..r_N, the logits are
 ``[0, e.r_1, ..., e.r_N]``; slot 0 means "this object is not in the reference frame". The loss is
 the cross-entropy to the slot of the reference instance with the same track id (or slot 0).
-Negative proposals do not count.
+Negative proposals do not count. The batch's loss is MaskTrack R-CNN's reduction: the mean over
+each pair's positive proposals, then the mean over the pairs, so that every training pair weighs
+the same whatever its number of positives (a pair with many objects does not outweigh the rest).
 """
 from typing import List
 
@@ -87,7 +89,11 @@ def track_embedding_loss(
     ref_embeds: List[torch.Tensor],
     ref_track_ids: List[torch.Tensor],
 ) -> torch.Tensor:
-    """Mean cross-entropy over all positive key proposals of the batch.
+    """MaskTrack R-CNN's loss: per training pair the mean cross-entropy over its positive key
+    proposals, then the mean over the pairs.
+
+    A pair without positive proposals adds 0 and still counts in the number of pairs, as in
+    MaskTrack R-CNN (it divides by the batch size).
 
     Args (one list entry per training pair):
         key_embeds: (P_i, D) embeddings of the positive key-frame proposals.
@@ -98,13 +104,12 @@ def track_embedding_loss(
         scalar loss. With no positive proposal at all it is ``0 * sum(embeddings)`` so every
         parameter still receives a (zero) gradient, which DDP requires.
     """
-    losses, count = [], 0
+    losses = []
     for ke, kt, re, rt in zip(key_embeds, key_track_ids, ref_embeds, ref_track_ids):
         if ke.shape[0] == 0:
             continue
         logits = track_logits(ke, re)
-        losses.append(F.cross_entropy(logits, track_targets(kt, rt), reduction="sum"))
-        count += ke.shape[0]
-    if count == 0:
+        losses.append(F.cross_entropy(logits, track_targets(kt, rt), reduction="mean"))
+    if not losses:
         return sum(e.sum() for e in key_embeds + ref_embeds) * 0.0
-    return torch.stack(losses).sum() / count
+    return torch.stack(losses).sum() / len(key_embeds)

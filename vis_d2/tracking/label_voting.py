@@ -2,7 +2,10 @@
 
 With label voting on, the tracker relaxes its label term so that an object the detector
 mislabels in a few frames still links by embedding; the track then carries several labels and
-this module picks one. Without label voting the same count vote is the baseline's rule.
+this module picks one. The vote counts frames, as the paper does ("we select the one with
+highest frequency"); ``MODEL.VIS.TRACKER.LABEL_VOTE_SCORE_WEIGHTED`` instead sums each label's
+scores, so that a few confident frames outvote many uncertain ones. Without label voting the
+count vote is the baseline's rule.
 """
 from typing import Sequence, Tuple
 

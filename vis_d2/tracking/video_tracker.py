@@ -64,7 +64,9 @@ class VideoTracker:
         label_voting: label voting (paper 3.5.4): the label term weighs ``label_voting_weight``
             and a track's category is its most frequent label.
         label_voting_weight: the label-term weight under label voting.
-        label_vote_score_weighted: vote with summed scores instead of counts.
+        label_vote_score_weighted: under label voting, vote with each label's summed scores
+            instead of its frame count (the paper's, Sec. 3.5.4: "the one with highest
+            frequency").
         bitrack: BiTrack (paper 3.4, Algorithm 2): merge a forward and a backward pass.
         bitrack_iou_thresh: in [0, 1]; a forward and a backward tracklet merge when their mean
             box IoU over the frames both cover exceeds it.
@@ -85,7 +87,7 @@ class VideoTracker:
     momentum: float = 0.0
     label_voting: bool = False
     label_voting_weight: float = 0.0
-    label_vote_score_weighted: bool = True
+    label_vote_score_weighted: bool = False
     bitrack: bool = False
     bitrack_iou_thresh: float = 0.5
     max_dets_per_frame: int = 20
