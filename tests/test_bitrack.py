@@ -1,4 +1,5 @@
-"""BiTrack (paper 3.4, Algorithm 2 with its duplication fixed) on scripted detections."""
+"""BiTrack (paper 3.4, Algorithm 2 as written and vis_d2's disjoint variant) on scripted
+detections."""
 import numpy as np
 import pytest
 
@@ -221,3 +222,104 @@ def test_bad_inputs():
         merge_bidirectional([bad], [], frames, 0.5)
     with pytest.raises(TrackingInputError, match="frame 1 is a dict"):
         bitrack([frames[0], {}], VideoTracker().online(), 0.5)
+
+
+def figure4_video():
+    """The paper's Fig. 4: two objects, A (top) and B (bottom), 10 frames, one detection each
+    (A = det 0, B = det 1). The forward pass loses A at frame 5 (tracklets A 0-4 and A 5-9), the
+    backward pass loses B at frame 4 (B 0-3 and B 4-9)."""
+    e = np.array([1.0, 0.0])
+    frames = [frame([([10, 0, 30, 20], 0.9, 0, e), ([10, 60, 30, 80], 0.8, 1, e)])
+              for _ in range(10)]
+    forward = [tracklet(frames, 0, {t: 0 for t in range(5)}),
+               tracklet(frames, 1, {t: 0 for t in range(5, 10)}),
+               tracklet(frames, 2, {t: 1 for t in range(10)})]
+    backward = [tracklet(frames, 0, {t: 0 for t in range(10)}),
+                tracklet(frames, 1, {t: 1 for t in range(4)}),
+                tracklet(frames, 2, {t: 1 for t in range(4, 10)})]
+    return frames, forward, backward
+
+
+def test_figure4_each_direction_repairs_the_other():
+    frames, fwd, bwd = figure4_video()
+    a, b = [(t, 0) for t in range(10)], [(t, 1) for t in range(10)]
+    # Algorithm 2 as written: f0 + b0 = A; f1 meets no unmatched backward tracklet and is output
+    # as it is (A 5-9 twice); f2 merges with b1 and with b2, one output each (B three times
+    # over, counting the detections).
+    paper = merge_bidirectional(fwd, bwd, frames, 0.5, mode="paper")
+    assert layout(paper) == {0: a, 1: b, 2: b, 3: a[5:]}
+    # vis_d2's variant: one track per object
+    assert layout(merge_bidirectional(fwd, bwd, frames, 0.5, mode="disjoint")) == {0: a, 1: b}
+    assert layout(merge_bidirectional(fwd, bwd, frames, 0.5)) == {0: a, 1: b}  # the default
+
+
+def test_paper_merge_keeps_the_forward_detection_where_both_have_one():
+    frames = threshold_frames()   # frame 1: det 0 (score 0.7) and its top half det 1 (0.9)
+    f = tracklet(frames, 0, {0: 0, 1: 0})
+    b = tracklet(frames, 0, {0: 0, 1: 1})
+    assert layout(merge_bidirectional([f], [b], frames, 0.5, mode="paper")) == {
+        0: [(0, 0), (1, 0)]}
+    assert layout(merge_bidirectional([f], [b], frames, 0.5, mode="disjoint")) == {
+        0: [(0, 0), (1, 1)]}
+    # the paper's IsOverlap is the same test: no merge at mean IoU 0.75 with threshold 0.75
+    assert layout(merge_bidirectional([f], [b], frames, 0.75, mode="paper")) == {
+        0: [(0, 0), (1, 0)], 1: [(0, 0), (1, 1)]}
+
+
+def test_paper_merge_matches_each_backward_tracklet_once():
+    # two forward tracklets on the same detections: the first takes the backward tracklet,
+    # the second is output unmerged (Algorithm 2's B^ check), duplicating the detections
+    frames = [frame([([0, 0, 20, 20], 0.9, 0, np.array([1.0, 0]))]) for _ in range(4)]
+    f0 = tracklet(frames, 0, {0: 0, 1: 0})
+    f1 = tracklet(frames, 1, {0: 0, 1: 0, 2: 0})
+    b = tracklet(frames, 0, {t: 0 for t in range(4)})
+    out = merge_bidirectional([f1, f0], [b], frames, 0.5, mode="paper")  # sorted by id
+    assert layout(out) == {0: [(t, 0) for t in range(4)], 1: [(0, 0), (1, 0), (2, 0)]}
+
+
+def test_merge_mode_setting():
+    from detectron2.config import get_cfg
+    from vis_d2.config import add_vis_config
+
+    cfg = add_vis_config(get_cfg())
+    assert cfg.MODEL.VIS.TRACKER.BITRACK_MERGE == "disjoint"
+    cfg.MODEL.VIS.TRACKER.BITRACK_MERGE = "paper"
+    assert VideoTracker.from_config(cfg).bitrack_merge == "paper"
+    with pytest.raises(TrackingInputError, match=r"BITRACK_MERGE\) must be one of \['paper', "
+                       r"'disjoint'\], got 'Paper'"):
+        VideoTracker(bitrack_merge="Paper")
+    with pytest.raises(TrackingInputError, match=r"BITRACK_MERGE\) must be a string, got 1"):
+        VideoTracker(bitrack_merge=1)
+    frames, _, _ = figure4_video()
+    with pytest.raises(TrackingInputError, match="mode .*BITRACK_MERGE.* got 'both'"):
+        merge_bidirectional([], [], frames, 0.5, mode="both")
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_disjoint_merge_compares_only_tracklets_that_meet(seed, monkeypatch):
+    """Tracklets whose frame spans do not meet are never compared: the merge's work follows
+    the overlapping pairs, not tracks x frames (long fragmented videos)."""
+    import importlib
+
+    bt = importlib.import_module("vis_d2.tracking.bitrack")  # the package exports a function
+
+    calls = []
+    real = bt._mean_iou
+    monkeypatch.setattr(bt, "_mean_iou", lambda a, b: calls.append(1) or real(a, b))
+    rng = np.random.RandomState(seed)
+    n = 300  # frames; one detection per frame, tracklets of 3 frames in both directions
+    frames = [frame([([0, 0, 10, 10], 0.5, 0, np.array([1.0, 0]))]) for _ in range(n)]
+    shift = int(rng.randint(1, 3))
+    fwd = [tracklet(frames, i, {t: 0 for t in range(s, min(s + 3, n))})
+           for i, s in enumerate(range(0, n, 3))]
+    bwd = [tracklet(frames, i, {t: 0 for t in range(s, min(s + 3, n))})
+           for i, s in enumerate(range(-shift, n, 3)) if s + 3 > 0]
+    for trk in bwd:
+        trk._dets = {t: d for t, d in trk._dets.items() if t >= 0}
+    out = merge_bidirectional(fwd, bwd, frames, 0.5)
+    assert sorted(p for trk in out for p in layout([trk])[trk.track_id]) == \
+        [(t, 0) for t in range(n)]                              # every detection once
+    assert len(out) == len(fwd)         # every backward tracklet absorbed by a forward one
+    # each growth step compares the merge with the few unused tracklets its span meets (the
+    # dense version compared every forward with every backward tracklet: ~100 x 100)
+    assert len(calls) < 4 * len(bwd)

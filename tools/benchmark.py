@@ -247,11 +247,11 @@ def bench_bitrack(args):
     """Per-video tracking time (association, track scoring, track NMS) with the forward pass
     only and with BiTrack (forward, backward and merge), on the same cached detections."""
     if args.synthetic:
-        tracker = VideoTracker()
+        tracker = VideoTracker() if args.max_age is None else VideoTracker(max_age=args.max_age)
         videos = [(0, synthetic_cache(args.frames, args.dets, args.dim, args.seed))]
         model_s = None
         what = (f"one synthetic video, {args.frames} frames of {args.dets} random {args.dim}-d "
-                f"detections, default VideoTracker")
+                f"detections, VideoTracker(max_age={tracker.max_age})")
     else:
         cfg = _cfg(weights=args.weights)
         model = _model(cfg)
@@ -715,6 +715,7 @@ SECTIONS = {
         ("--frames", _int(36, "with --synthetic: frames")),
         ("--dets", _int(10, "with --synthetic: objects per frame")),
         ("--dim", _int(1024, "with --synthetic: embedding dimension")),
+        ("--max-age", dict(type=int, help="with --synthetic: MAX_AGE (default: the tracker's)")),
         ("--seed", _int(0)), ("--repeats", _int(5, "times each pass is timed (median)")), WEIGHTS]),
     "clip": (bench_clip, "AdamW step: detectron2's vs one-pass gradient clipping", [
         ("--iters", _int(40)), WEIGHTS]),

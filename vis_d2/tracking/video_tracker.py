@@ -24,7 +24,7 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 import pycocotools.mask as mask_util
 
-from .bitrack import bitrack
+from .bitrack import BITRACK_MERGE_MODES, bitrack
 from .frame_detections import FrameDetections, TrackingInputError
 from .online_tracker import OnlineTracker, Tracklet
 from .track_nms import track_nms
@@ -70,6 +70,10 @@ class VideoTracker:
         bitrack: BiTrack (paper 3.4, Algorithm 2): merge a forward and a backward pass.
         bitrack_iou_thresh: in [0, 1]; a forward and a backward tracklet merge when their mean
             box IoU over the frames both cover exceeds it.
+        bitrack_merge: "paper" (Algorithm 2 as written: one output per merged pair, a forward
+            tracklet may merge with several backward ones) or "disjoint" (vis_d2's: a forward
+            tracklet absorbs the backward ones, no detection in two tracks); see
+            :mod:`vis_d2.tracking.bitrack`.
         max_dets_per_frame: integer >= 0; at most this many highest-scoring detections of a
             frame are cached for tracking (0: all).
         score_coverage_exp: >= 0; track score = mean per-frame score * (frames covered / video
@@ -90,6 +94,7 @@ class VideoTracker:
     label_vote_score_weighted: bool = False
     bitrack: bool = False
     bitrack_iou_thresh: float = 0.5
+    bitrack_merge: str = "disjoint"
     max_dets_per_frame: int = 20
     score_coverage_exp: float = 0.0
     track_nms_thresh: float = 0.0
@@ -107,6 +112,9 @@ class VideoTracker:
         _check("momentum", self.momentum, 0.0 <= self.momentum < 1.0, "in [0, 1)")
         _check("bitrack_iou_thresh", self.bitrack_iou_thresh,
                0.0 <= self.bitrack_iou_thresh <= 1.0, "in [0, 1]")
+        _check("bitrack_merge", repr(self.bitrack_merge),
+               self.bitrack_merge in BITRACK_MERGE_MODES,
+               f"one of {list(BITRACK_MERGE_MODES)}")
         _check("max_dets_per_frame", self.max_dets_per_frame, self.max_dets_per_frame >= 0,
                ">= 0")
         _check("score_coverage_exp", self.score_coverage_exp, self.score_coverage_exp >= 0,
@@ -170,7 +178,7 @@ class VideoTracker:
         """
         online = self.online()  # both passes check the frames
         if self.bitrack:
-            return bitrack(frames, online, self.bitrack_iou_thresh)
+            return bitrack(frames, online, self.bitrack_iou_thresh, self.bitrack_merge)
         return online.track(frames)
 
     # ---- step 3: track -> prediction ----
@@ -227,6 +235,10 @@ def _coerce(name: str, kind, value):
     """``value`` as the field's type; a bool field takes only a bool, an int field a whole
     number, so that a typo in a config is an error rather than a silent cast."""
     where = f"VideoTracker: {name} (MODEL.VIS.TRACKER.{name.upper()})"
+    if kind in (str, "str"):
+        if not isinstance(value, str):
+            raise TrackingInputError(f"{where} must be a string, got {value!r}")
+        return value
     if kind in (bool, "bool"):
         if not isinstance(value, (bool, np.bool_)):
             raise TrackingInputError(f"{where} must be True or False, got {value!r}")
