@@ -479,11 +479,8 @@ def parse_args(argv=None):
 
 def main(argv=None) -> Dict[str, object]:
     args = parse_args(argv)
-    from detectron2.utils.logger import setup_logger
-
     import vis_d2.data  # noqa: F401  (registers the datasets)
 
-    setup_logger(name="vis_d2")
     if args.command == "adjacent-iou":
         out = adjacent_iou(args)
     else:
@@ -495,9 +492,13 @@ def main(argv=None) -> Dict[str, object]:
 
 
 if __name__ == "__main__":
+    from detectron2.utils.logger import setup_logger
+
     from vis_d2.data.build import UnknownDatasetError
     from vis_d2.data.ytvis import YTVISFormatError
 
+    # Here, not in main(): setup_logger stops the "vis_d2" logger's propagation for the process.
+    setup_logger(name="vis_d2")
     try:
         main()
     except (DataAnalysisError, sweep.SweepError, UnknownDatasetError, YTVISFormatError,
