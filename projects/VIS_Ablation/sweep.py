@@ -38,7 +38,7 @@ import shutil
 import subprocess
 import sys
 import time
-from typing import Dict, List, Optional, Sequence, Set
+from typing import Dict, List, Optional, Sequence, Set, Tuple
 
 from vis_d2.file_io import atomic_write_bytes, atomic_write_json
 
@@ -63,7 +63,8 @@ class RowSpec:
     name: "A1"...; label: short description; tcis / multitask / bitrack: the paper's columns
     (bitrack includes label voting); yaml: benchmark -> YAML config (relative to the repo);
     lazy: the LazyConfig file; checkpoint_from: the row whose trained model this row evaluates
-    (None: the row trains its own).
+    (None: the row trains its own); opts: config overrides of this row alone, after the sweep's
+    (``tools/analyze_data.py frames-per-video`` makes one row per setting with them).
     """
 
     name: str
@@ -74,6 +75,7 @@ class RowSpec:
     yaml: Dict[str, str]
     lazy: str
     checkpoint_from: Optional[str] = None
+    opts: Tuple[str, ...] = ()
 
     @property
     def note(self) -> str:
@@ -252,16 +254,23 @@ def scale_schedule(max_iter: int, steps: Sequence[int], warmup_iters: int, new_m
 
 
 class Sweep:
-    """Runs rows (each once per sweep, dependencies first) and collects their results."""
+    """Runs rows (each once per sweep, dependencies first) and collects their results.
 
-    def __init__(self, args):
+    ``rows``: the rows it can run (name -> RowSpec), ROWS unless given.
+    """
+
+    def __init__(self, args, rows: Optional[Dict[str, RowSpec]] = None):
         self.args = args
+        self.rows = ROWS if rows is None else rows
         self.out_dir = os.path.abspath(args.output_dir)
         self.lazy = bool(args.lazy)
-        self.opts = list(BENCHMARK_OVERRIDES[args.benchmark]) if not self.lazy else []
-        self.opts += list(args.opts)
+        self.opts = self.benchmark_overrides() + list(args.opts)
         self.done: Dict[str, RowResult] = {}  # rows finished in this sweep (run or skipped)
         self.ran: Set[str] = set()  # rows run (not skipped) in this sweep
+
+    def benchmark_overrides(self) -> List[str]:
+        """Overrides every row gets before the user's (BENCHMARK_OVERRIDES; none for --lazy)."""
+        return [] if self.lazy else list(BENCHMARK_OVERRIDES[self.args.benchmark])
 
     # ---- per-row settings ----
     def config_file(self, spec: RowSpec) -> str:
@@ -273,20 +282,22 @@ class Sweep:
         return os.path.join(self.out_dir, name)
 
     def overrides(self, spec: RowSpec) -> List[str]:
-        """Config overrides of this row's command: the user's, then the row's output folder and
-        (for a row that trains) ``--max-iter`` with the LR schedule scaled to it."""
+        """Config overrides of this row's command: the user's, the row's own (``spec.opts``), then
+        the row's output folder and (for a row that trains) ``--max-iter`` with the LR schedule
+        scaled to it."""
         row_dir = self.row_dir(spec.name)
         max_iter = None if spec.checkpoint_from else self.args.max_iter
+        opts = list(self.opts) + list(spec.opts)
         if self.lazy:
             # The LazyConfig schedule is a ParamScheduler over training progress: it scales.
-            ret = list(self.opts) + [f"train.output_dir={row_dir}"]
+            ret = opts + [f"train.output_dir={row_dir}"]
             return ret + ([f"train.max_iter={max_iter}"] if max_iter is not None else [])
-        ret = list(self.opts) + ["OUTPUT_DIR", row_dir]
+        ret = opts + ["OUTPUT_DIR", row_dir]
         if max_iter is None:
             return ret
         from vis_d2.config import get_vis_cfg
 
-        cfg = get_vis_cfg(self.config_file(spec), self.opts)
+        cfg = get_vis_cfg(self.config_file(spec), opts)
         steps, warmup = scale_schedule(cfg.SOLVER.MAX_ITER, cfg.SOLVER.STEPS,
                                        cfg.SOLVER.WARMUP_ITERS, max_iter)
         return ret + ["SOLVER.MAX_ITER", str(max_iter), "SOLVER.STEPS", str(steps),
@@ -312,8 +323,10 @@ class Sweep:
         """What the row's metrics depend on; --skip-existing reuses metrics only if it matches."""
         key = {"mode": "lazy" if self.lazy else "yaml",
                "config": os.path.relpath(self.config_file(spec), REPO), "opts": list(self.opts)}
+        if spec.opts:
+            key["row_opts"] = list(spec.opts)
         if spec.checkpoint_from:
-            key["checkpoint_from"] = self.settings_key(ROWS[spec.checkpoint_from])
+            key["checkpoint_from"] = self.settings_key(self.rows[spec.checkpoint_from])
         else:
             key["max_iter"] = self.args.max_iter
         return key
@@ -374,7 +387,7 @@ class Sweep:
         """Result of row ``name``, running it (and the row it depends on) if needed."""
         if name in self.done:
             return self.done[name]
-        spec = ROWS[name]
+        spec = self.rows[name]
         if spec.checkpoint_from:
             # The model first: a row evaluating a checkpoint that was just (re)trained is stale.
             self.run(spec.checkpoint_from)
