@@ -28,6 +28,21 @@ def add_vis_config(cfg):
     # ---- FPN ---------------------------------------------------------------------------------
     # The paper's FPN has 6 levels (P2..P7); False gives the standard 5 (P2..P6).
     _C.MODEL.VIS.FPN_P7 = True
+    # ---- timm backbones (vis_d2.modeling.backbones; paper Sec. 4.1) ---------------------------
+    # Read when MODEL.BACKBONE.NAME is "build_vis_timm_fpn_backbone" (or "TimmBackbone", no FPN);
+    # MODEL.BACKBONE.FREEZE_AT freezes its stem and first stages as for a ResNet.
+    _C.MODEL.VIS.TIMM = CN()
+    # A timm model: "resnest50d" / "resnest101e" (ResNeSt-50/101), "swin_small_patch4_window7_224".
+    _C.MODEL.VIS.TIMM.NAME = ""
+    # A local file of the backbone's weights alone (.safetensors / .pth; docs/BACKBONES.md), read
+    # when the model is built; "" keeps the random init. MODEL.WEIGHTS is loaded after it.
+    _C.MODEL.VIS.TIMM.WEIGHTS = ""
+    # The stages of stride 4..32 are named res2..res5, as detectron2's ResNet names them.
+    _C.MODEL.VIS.TIMM.OUT_FEATURES = ["res2", "res3", "res4", "res5"]
+    # "" keeps the model's own norm layers; "SyncBN" / "FrozenBN" convert its BatchNorm layers.
+    _C.MODEL.VIS.TIMM.NORM = ""
+    # Stochastic depth rate of the model's blocks.
+    _C.MODEL.VIS.TIMM.DROP_PATH_RATE = 0.0
     # Back-propagate through the backbone from the reference frames too (see VideoRCNN).
     _C.MODEL.VIS.REF_BACKBONE_GRAD = True
 

@@ -10,6 +10,7 @@ from .aux_heads import (  # noqa: E402
     semantic_targets,
 )
 from .auxiliary_classes import drop_auxiliary_outputs, relabel_auxiliary
+from .backbones import TimmBackbone, build_vis_timm_fpn_backbone
 from .fpn import build_vis_resnet_fpn_backbone
 from .meta_arch import VideoRCNN
 from .mask_class_head import MaskClassHead
@@ -20,6 +21,8 @@ from .track_head import TrackHead, track_embedding_loss
 
 __all__ = [
     "build_vis_resnet_fpn_backbone",
+    "build_vis_timm_fpn_backbone",
+    "TimmBackbone",
     "VideoRCNN",
     "VISROIHeads",
     "TCIS",

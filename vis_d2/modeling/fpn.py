@@ -1,4 +1,4 @@
-"""The paper's 6-level FPN (P2..P7) on a detectron2 ResNet (paper Sec. 2, Fig. 1).
+"""The paper's 6-level FPN (P2..P7) on a bottom-up backbone (paper Sec. 2, Fig. 1).
 
 detectron2's ``build_resnet_fpn_backbone`` stops at P6 (a max-pool of P5). The paper adds P7, so
 P6 and P7 here come from stride-2 3x3 convs on P5 (``LastLevelP6P7(in_feature="p5")``).
@@ -9,7 +9,12 @@ from detectron2.modeling import BACKBONE_REGISTRY
 from detectron2.modeling.backbone.fpn import FPN, LastLevelMaxPool, LastLevelP6P7
 from detectron2.modeling.backbone.resnet import BasicBlock, BasicStem, ResNet, build_resnet_backbone
 
-__all__ = ["build_vis_resnet", "build_vis_resnet_fpn_backbone", "make_basic_block_stages"]
+__all__ = [
+    "build_vis_fpn",
+    "build_vis_resnet",
+    "build_vis_resnet_fpn_backbone",
+    "make_basic_block_stages",
+]
 
 
 def make_basic_block_stages(depth: int, in_channels: int, width: int, norm: str = "GN") -> list:
@@ -56,15 +61,14 @@ def build_vis_resnet(cfg, input_shape: ShapeSpec) -> ResNet:
     return ResNet(stem, stages, out_features=r.OUT_FEATURES, freeze_at=cfg.MODEL.BACKBONE.FREEZE_AT)
 
 
-@BACKBONE_REGISTRY.register()
-def build_vis_resnet_fpn_backbone(cfg, input_shape: ShapeSpec):
-    """ResNet (any depth detectron2 supports: 18/34/50/101/152) + FPN.
+def build_vis_fpn(cfg, bottom_up) -> FPN:
+    """The FPN of ``MODEL.FPN`` and ``MODEL.VIS.FPN_P7`` on any bottom-up ``Backbone`` whose
+    outputs include ``MODEL.FPN.IN_FEATURES``.
 
-    Returns a detectron2 ``Backbone`` whose outputs are ``p2..p7`` (strides 4..128) with
-    ``MODEL.VIS.FPN_P7`` (default) or ``p2..p6`` without. Every level has
-    ``MODEL.FPN.OUT_CHANNELS`` channels.
+    Returns a detectron2 ``FPN`` whose outputs are ``p2..p7`` (strides 4..128) with
+    ``MODEL.VIS.FPN_P7`` (default) or ``p2..p6`` without, each of ``MODEL.FPN.OUT_CHANNELS``
+    channels; it pads inputs to a multiple of its last input's stride (``size_divisibility``).
     """
-    bottom_up = build_vis_resnet(cfg, input_shape)
     out_channels = cfg.MODEL.FPN.OUT_CHANNELS
     if cfg.MODEL.VIS.FPN_P7:
         top_block = LastLevelP6P7(out_channels, out_channels, in_feature="p5")
@@ -78,3 +82,10 @@ def build_vis_resnet_fpn_backbone(cfg, input_shape: ShapeSpec):
         top_block=top_block,
         fuse_type=cfg.MODEL.FPN.FUSE_TYPE,
     )
+
+
+@BACKBONE_REGISTRY.register()
+def build_vis_resnet_fpn_backbone(cfg, input_shape: ShapeSpec):
+    """ResNet (any depth detectron2 supports: 18/34/50/101/152) + the FPN of
+    :func:`build_vis_fpn` (``p2..p7``)."""
+    return build_vis_fpn(cfg, build_vis_resnet(cfg, input_shape))
