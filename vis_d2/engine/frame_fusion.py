@@ -42,7 +42,8 @@ from detectron2.structures import Boxes, Instances
 from .box_fusion import DEFAULT_IOU_THRESH, fuse_boxes
 from .model_categories import model_categories
 
-__all__ = ["FusionMember", "FusedFrameModel", "average_mask_probs"]
+__all__ = ["FusionMember", "FusedFrameModel", "average_mask_probs", "check_compatible",
+           "check_scales"]
 
 # detectron2's threshold for pasting mask probabilities (detector_postprocess's default).
 MASK_THRESHOLD = 0.5
@@ -181,14 +182,8 @@ class FusedFrameModel:
         if int(max_detections) <= 0:
             raise ValueError(f"TEST.DETECTIONS_PER_IMAGE must be > 0, got {max_detections}")
         self.max_detections = int(max_detections)
-        first = self.members[0]
         for m in self.members[1:]:
-            if m.embed_dim != first.embed_dim:
-                raise ValueError(
-                    f"ensemble: model '{m.name}' has track embeddings of size {m.embed_dim} but "
-                    f"'{first.name}' has {first.embed_dim} (MODEL.VIS.TRACK_HEAD.EMBED_DIM): "
-                    "their embeddings cannot be averaged")
-            _check_same_classes(first, m)
+            check_compatible(self.members[0], m)
 
     @classmethod
     def from_config(cls, cfg, model: nn.Module, name: str = "model") -> "FusedFrameModel":
@@ -277,9 +272,14 @@ class FusedFrameModel:
         return result
 
 
-def _check_same_classes(a: FusionMember, b: FusionMember) -> None:
-    """A ValueError naming both models unless they predict the same classes (names and dataset
-    ids by contiguous index), where both know them."""
+def check_compatible(a: FusionMember, b: FusionMember) -> None:
+    """A ValueError naming both models unless their embeddings have one size and they predict
+    the same classes (names and dataset ids by contiguous index, where both know them)."""
+    if a.embed_dim != b.embed_dim:
+        raise ValueError(
+            f"ensemble: model '{b.name}' has track embeddings of size {b.embed_dim} but "
+            f"'{a.name}' has {a.embed_dim} (MODEL.VIS.TRACK_HEAD.EMBED_DIM): their embeddings "
+            "cannot be averaged")
     if a.classes is None or b.classes is None:
         return
     (names_a, ids_a), (names_b, ids_b) = a.classes, b.classes
