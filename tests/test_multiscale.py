@@ -228,3 +228,28 @@ def test_multiscale_without_ensemble_boxes_names_the_extra(monkeypatch):
     cfg3 = get_vis_cfg(CONFIG, OPTS + THREE)
     with pytest.raises(ImportError, match=r"pip install 'vis_d2\[ensemble\]'"):
         FusedFrameModel.from_config(cfg3, model)(frame)
+
+
+def test_predict_command_takes_scales(tmp_path, monkeypatch, capsys):
+    """python -m vis_d2.predict --scales: the same per-frame fusion; a bad scale is refused."""
+    import cv2
+
+    from vis_d2 import predict
+
+    monkeypatch.setattr(predict, "setup_logger", lambda *a, **k: None)
+    folder = tmp_path / "clip"
+    folder.mkdir()
+    rng = np.random.default_rng(6)
+    for t in range(2):
+        cv2.imwrite(str(folder / f"{t:05d}.png"), rng.integers(0, 255, (64, 96, 3), np.uint8))
+    seen = []
+    real = FusedFrameModel.__call__
+    monkeypatch.setattr(FusedFrameModel, "__call__",
+                        lambda self, *a: seen.append(self.scales) or real(self, *a))
+    args = ["--config-file", CONFIG, "--input", str(folder), "--output", str(tmp_path / "out"),
+            "--confidence-threshold", "0", *OPTS, "MODEL.WEIGHTS", ""]
+    (video, json_path, n), = predict.main(args[:6] + ["--scales", "0.7", "1.3"] + args[6:])
+    assert seen == [(0.7, 1.3)] * 2 and n > 0 and os.path.isfile(json_path)
+    with pytest.raises(SystemExit):
+        predict.main(args[:6] + ["--scales", "0"] + args[6:])
+    assert "--scales: every scale must be a number > 0" in capsys.readouterr().err

@@ -244,13 +244,16 @@ class FusedFrameModel:
             names=[f"model '{p[0].name}' at scale {p[1]:g}" for p in passes])
         boxes, scores, labels = (boxes[:self.max_detections], scores[:self.max_detections],
                                  labels[:self.max_detections])
+        # The result lives on the first model's device, as its own outputs do.
+        out_device = self.members[0].model.device
         result = Instances((height, width))
-        result.pred_boxes = Boxes(torch.as_tensor(boxes))
-        result.scores = torch.as_tensor(scores)
-        result.pred_classes = torch.as_tensor(labels)
+        result.pred_boxes = Boxes(torch.as_tensor(boxes, device=out_device))
+        result.scores = torch.as_tensor(scores, device=out_device)
+        result.pred_classes = torch.as_tensor(labels, device=out_device)
         if len(boxes) == 0:
-            result.pred_masks = torch.zeros((0, height, width), dtype=torch.bool)
-            result.pred_embeds = torch.zeros((0, self.embed_dim))
+            result.pred_masks = torch.zeros((0, height, width), dtype=torch.bool,
+                                            device=out_device)
+            result.pred_embeds = torch.zeros((0, self.embed_dim), device=out_device)
             return result
         probs, embeds = [], []
         for member, _, (h_in, w_in), feats, _ in passes:
@@ -263,8 +266,8 @@ class FusedFrameModel:
             out = member.model.roi_heads.forward_with_given_boxes(feats, [given])[0]
             if not out.has("pred_masks"):
                 raise ValueError(f"model '{member.name}' predicts no masks (MODEL.MASK_ON)")
-            probs.append(out.pred_masks.float().cpu())
-            embeds.append(out.pred_embeds.float().cpu())
+            probs.append(out.pred_masks.float().to(out_device))
+            embeds.append(out.pred_embeds.float().to(out_device))
         result.pred_masks = paste_masks_in_image(
             average_mask_probs(probs)[:, 0], result.pred_boxes, (height, width),
             threshold=MASK_THRESHOLD)

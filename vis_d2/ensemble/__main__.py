@@ -24,7 +24,6 @@ Fusing needs ``pip install 'vis_d2[ensemble]'`` (ensemble-boxes).
 import argparse
 import logging
 import os
-from typing import List
 
 # vis_d2's packages first: they register the components and import detectron2 quietly.
 from .. import data, modeling  # noqa: F401  # isort: skip
