@@ -3,6 +3,7 @@
 
     python tools/benchmark.py train   [--iters 10] [--weights W]    # s/iter: R18 demo vs R50-FPN
     python tools/benchmark.py infer   [--frames 40] [--weights W]   # frames/s: the same two models
+    python tools/benchmark.py fusion  [--frames 20] [--weights W1 W2]   # multi-scale, ensemble
     python tools/benchmark.py scaling [--lengths 30 300]            # time, peak memory vs length
     python tools/benchmark.py bitrack [--videos 10] [--weights W]   # BiTrack's extra time per video
     python tools/benchmark.py bitrack --synthetic [--frames 36 --dets 10 --dim 1024]
@@ -53,6 +54,7 @@ from vis_d2.data.synthetic import SynthConfig, generate
 from vis_d2.data.video_test_mapper import VideoTestDatasetMapper
 from vis_d2.data.ytvis import load_ytvis_json
 from vis_d2.engine import AtomicCheckpointer, VISTrainer, cache_video_detections
+from vis_d2.engine.frame_fusion import FusedFrameModel, FusionMember
 from vis_d2.evaluation.ytvis_eval import (
     YTVISEval,
     YTVISGroundTruth,
@@ -166,6 +168,48 @@ def bench_infer(args):
           "synthvis_val")
     for name, fps, size in rows:
         print(f"  {name:28s} {fps:7.2f} frames/s  (input {size})  x{fps / base:.2f}")
+
+
+def bench_fusion(args):
+    """Per-frame time of multi-scale testing (0.7/1.0/1.3) and of a 2-model ensemble against one
+    model at one scale, on frames of synthvis_val read at their own size (the FusedFrameModel
+    path of every inference command). Random weights draw seeds 0 and 1 for the two models."""
+    weights = (list(args.weights) + ["", ""])[:2]
+    members = []
+    for seed, w in enumerate(weights):
+        cfg = _cfg(weights=w)
+        torch.manual_seed(seed)
+        members.append(FusionMember.from_config(cfg, _model(cfg).eval(), f"model {seed}",
+                                                 with_classes=False))
+    frames, fmt = [], cfg.INPUT.FORMAT
+    for v in DatasetCatalog.get("synthvis_val"):
+        video = VideoTestDatasetMapper(cfg)(v)["frames"]
+        frames.extend(video.read(i) for i in range(len(video)))
+        if len(frames) >= args.frames + 2:
+            break
+    frames = frames[:args.frames + 2]
+    iou, cap = cfg.TEST.VIS.FUSION_IOU_THRESH, cfg.TEST.DETECTIONS_PER_IMAGE
+    variants = [("1 model, scale 1.0", FusedFrameModel(members[:1], (1.0,), iou, cap)),
+                ("1 model, scales 0.7/1.0/1.3",
+                 FusedFrameModel(members[:1], (0.7, 1.0, 1.3), iou, cap)),
+                ("2 models, scale 1.0", FusedFrameModel(members, (1.0,), iou, cap))]
+    rows = []
+    with torch.no_grad():
+        for name, fused in variants:
+            for f in frames[:2]:
+                fused(f, fmt)
+            dets, t = 0, time.perf_counter()
+            for f in frames[2:]:
+                dets += len(fused(f, fmt))
+            rows.append((name, (time.perf_counter() - t) / args.frames, dets / args.frames))
+    base = rows[0][1]
+    print(f"per-frame inference, {torch.get_num_threads()} threads, {args.frames} frames of "
+          f"synthvis_val ({frames[0].shape[1]}x{frames[0].shape[0]}), test size "
+          f"{cfg.INPUT.MIN_SIZE_TEST} short side, weights: {weights[0] or 'random'}, "
+          f"{weights[1] or 'random'}")
+    for name, sec, d in rows:
+        print(f"  {name:28s} {sec * 1000:7.1f} ms/frame  {d:5.1f} detections/frame  "
+              f"x{sec / base:.2f}")
 
 
 def _scaling_worker(length, weights):
@@ -706,6 +750,10 @@ SECTIONS = {
         WEIGHTS]),
     "infer": (bench_infer, "per-frame inference frames/s: R18 demo vs R50-FPN 360x640", [
         ("--frames", _int(40)), WEIGHTS]),
+    "fusion": (bench_fusion, "per-frame time: 1 scale vs 3 scales vs a 2-model ensemble", [
+        ("--frames", _int(20)),
+        ("--weights", dict(nargs="*", default=[], metavar="W",
+                           help="checkpoints of the two models (default: random weights)"))]),
     "scaling": (bench_scaling, "video inference time and peak memory vs video length", [
         ("--lengths", dict(type=int, nargs="+", default=[30, 300])), WEIGHTS]),
     "bitrack": (bench_bitrack, "BiTrack's extra tracking time per video", [

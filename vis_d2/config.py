@@ -165,6 +165,12 @@ def add_vis_config(cfg):
     # VISPredictor and python -m vis_d2.predict keep (and draw) only the tracks scoring at least
     # this; evaluation keeps every track, because AP needs the low-scoring ones.
     _C.TEST.VIS.PREDICT_SCORE_THRESH = 0.3
+    # Multi-scale testing (paper Sec. 3.5.5; vis_d2.engine.frame_fusion): each frame runs at these
+    # factors of the test size (INPUT.MIN_SIZE_TEST / MAX_SIZE_TEST), the paper's (0.7, 1.0, 1.3);
+    # several factors fuse boxes, masks and embeddings, and need `pip install 'vis_d2[ensemble]'`.
+    _C.TEST.VIS.SCALES = (1.0,)
+    # Boxes of one class from several scales or models merge above this IoU (ensemble-boxes').
+    _C.TEST.VIS.FUSION_IOU_THRESH = 0.55
 
     # ---- optimisation --------------------------------------------------------------------------
     # "SGD" is detectron2's optimizer (the paper's). "ADAMW" is for models trained from scratch

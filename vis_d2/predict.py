@@ -2,7 +2,8 @@
 
     python -m vis_d2.predict --config-file configs/synthvis/R18_demo.yaml \\
         --input clip.mp4 frames/ 'videos/*.mp4' --output out/ \\
-        [--confidence-threshold 0.3] [--bitrack] [--fps 6] MODEL.WEIGHTS output/demo/model_final.pth
+        [--confidence-threshold 0.3] [--bitrack] [--scales 0.7 1.0 1.3] [--fps 6] \\
+        MODEL.WEIGHTS output/demo/model_final.pth
 
 Installed, it is also the command ``vis-d2-predict``. ``--input`` takes video files, folders of
 frames (their images in natural order) and globs, expanded in natural order; the trailing
@@ -45,6 +46,7 @@ from detectron2.utils.logger import setup_logger  # noqa: E402
 
 from .config import get_vis_cfg
 from .data.frames import VideoFrames, natural_key
+from .engine.frame_fusion import check_scales
 from .engine.predictor import VISPredictor
 from .file_io import atomic_open
 from .visualization import render_video
@@ -72,6 +74,9 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--bitrack", action="store_true",
                     help="BiTrack: merge a forward and a backward tracking pass "
                          "(MODEL.VIS.TRACKER.BITRACK True)")
+    ap.add_argument("--scales", type=float, nargs="+", metavar="S",
+                    help="multi-scale testing: factors of the test size, e.g. 0.7 1.0 1.3 "
+                         "(TEST.VIS.SCALES; needs pip install 'vis_d2[ensemble]')")
     ap.add_argument("--fps", type=float, metavar="F",
                     help=f"frame rate of the annotated videos (default: the video's; "
                          f"{FOLDER_FPS:g} for folders)")
@@ -150,6 +155,11 @@ def main(argv=None) -> List[Tuple[str, str, int]]:
         cfg.TEST.VIS.PREDICT_SCORE_THRESH = args.confidence_threshold
     if args.bitrack:
         cfg.MODEL.VIS.TRACKER.BITRACK = True
+    if args.scales:
+        try:
+            cfg.TEST.VIS.SCALES = check_scales(args.scales, "--scales")
+        except ValueError as e:
+            ap.error(str(e))
     if not cfg.MODEL.WEIGHTS:
         if "MODEL.WEIGHTS" not in args.opts[::2]:
             ap.error(f"{args.config_file} gives no MODEL.WEIGHTS: add MODEL.WEIGHTS "

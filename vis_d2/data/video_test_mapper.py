@@ -28,6 +28,8 @@ class LazyVideoFrames(Sequence):
     ``augmentation`` (the test-time ResizeShortestEdge) and returns
     ``{"image": uint8 tensor CxH'xW', "height": video height, "width": video width}``,
     the input of a detectron2 model for one image (outputs are rescaled to height x width).
+    ``frames.read(i)`` gives frame i at the video's size instead, in ``frames.image_format``
+    (what multi-scale testing and ensembles resize themselves, per model and scale).
     Nothing is cached: reading a frame twice reads the file twice. Slicing returns a list.
     """
 
@@ -49,9 +51,13 @@ class LazyVideoFrames(Sequence):
     def __len__(self) -> int:
         return len(self._record["file_names"])
 
-    def __getitem__(self, idx):
-        if isinstance(idx, slice):
-            return [self[i] for i in range(*idx.indices(len(self)))]
+    @property
+    def image_format(self) -> str:
+        return self._image_format
+
+    def read(self, idx: int) -> np.ndarray:
+        """Frame ``idx`` (negative allowed) as (height, width, 3) uint8 in ``image_format``,
+        not resized."""
         idx = int(idx)
         if idx < 0:
             idx += len(self)
@@ -59,7 +65,12 @@ class LazyVideoFrames(Sequence):
             raise IndexError(
                 f"frame {idx} out of range for {video_name(self._record)} with {len(self)} frames"
             )
-        image = read_frame(self._record, idx, self._image_format)
+        return read_frame(self._record, idx, self._image_format)
+
+    def __getitem__(self, idx):
+        if isinstance(idx, slice):
+            return [self[i] for i in range(*idx.indices(len(self)))]
+        image = self.read(idx)
         image = self._augmentation.get_transform(image).apply_image(image)
         return {
             "image": torch.as_tensor(np.ascontiguousarray(image.transpose(2, 0, 1))),

@@ -16,6 +16,10 @@ from the metadata of ``DATASETS.TEST[0]`` (else ``DATASETS.TRAIN[0]``):
 has no id map, the ids are the contiguous indices themselves (with a warning at construction),
 and a category without a name in the metadata is named ``"category <id>"``.
 
+Each frame runs at every scale of ``TEST.VIS.SCALES`` (multi-scale testing, fused by
+:class:`~vis_d2.engine.frame_fusion.FusedFrameModel`; a model ensemble is given as
+``VISPredictor(cfg, frame_model=...)``, see :mod:`vis_d2.ensemble`).
+
 Memory stays flat in the video's length: frames are decoded and run through the model one at
 a time, and each frame's tracking record (:class:`~vis_d2.tracking.FrameDetections`: boxes,
 scores, labels, embeddings, one RLE per detection) goes to a temporary file, from which
@@ -40,16 +44,16 @@ from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Union
 import numpy as np
 import torch
 
-from detectron2.data import MetadataCatalog
-from detectron2.data import transforms as T
 from detectron2.modeling import build_model
 
 from ..data.frames import VideoFrames
 from ..tracking import FrameDetections, VideoTracker
 from .checkpoint import AtomicCheckpointer, check_weights_path
+from .frame_fusion import FusedFrameModel
+from .model_categories import model_categories
 from .video_inference import instances_to_frame_detections
 
-__all__ = ["VISPredictor", "FrameCache", "check_frame"]
+__all__ = ["VISPredictor", "FrameCache", "check_frame", "load_model"]
 
 logger = logging.getLogger(__name__)
 
@@ -127,6 +131,20 @@ class FrameCache(Sequence):
         self._file.close()
 
 
+def load_model(cfg) -> torch.nn.Module:
+    """The model of ``cfg`` in eval mode with ``MODEL.WEIGHTS`` loaded (random weights when
+    empty): every weight in its shape unless ``MODEL.VIS.CHECKPOINT.ALLOW_PARTIAL``."""
+    model = build_model(cfg)
+    model.eval()
+    check_weights_path(cfg.MODEL.WEIGHTS)
+    if cfg.MODEL.WEIGHTS:
+        # strict: weights that do not fit the model would predict from a partly random one
+        AtomicCheckpointer(model, trust_pkl=cfg.MODEL.VIS.CHECKPOINT.TRUST_PKL,
+                           strict=not cfg.MODEL.VIS.CHECKPOINT.ALLOW_PARTIAL,
+                           ).load(cfg.MODEL.WEIGHTS)
+    return model
+
+
 class VISPredictor:
     """Builds the model from ``cfg``, loads ``cfg.MODEL.WEIGHTS`` and tracks whole videos.
 
@@ -135,6 +153,9 @@ class VISPredictor:
     ``MODEL.VIS.CHECKPOINT.ALLOW_PARTIAL``; a ``.pkl`` needs ``MODEL.VIS.CHECKPOINT.TRUST_PKL``.
 
     Attributes:
+        frame_model: the per-frame step (:class:`~vis_d2.engine.frame_fusion.FusedFrameModel`):
+            the model at each scale of ``TEST.VIS.SCALES``, or the ensemble given.
+        model: its first model.
         class_names: the model's C class names by contiguous index (None without metadata).
         category_ids: (C,) the dataset category id of each contiguous index.
         category_names: ``{dataset category id: name}``.
@@ -142,26 +163,28 @@ class VISPredictor:
         tracker: the :class:`~vis_d2.tracking.VideoTracker` of ``MODEL.VIS.TRACKER``.
     """
 
-    def __init__(self, cfg):
+    def __init__(self, cfg, frame_model: Optional[FusedFrameModel] = None):
+        """
+        Args:
+            cfg: the model's config; also the tracker's, the categories' and the threshold's.
+            frame_model: the per-frame step, e.g. a model ensemble
+                (:func:`vis_d2.ensemble.build_ensemble`); None builds ``cfg``'s model, loads
+                ``MODEL.WEIGHTS`` and runs it at ``TEST.VIS.SCALES``.
+        """
         self.cfg = cfg.clone()
-        self.model = build_model(self.cfg)
-        self.model.eval()
-        check_weights_path(cfg.MODEL.WEIGHTS)
-        if cfg.MODEL.WEIGHTS:
-            # strict: weights that do not fit the model would predict from a partly random one
-            AtomicCheckpointer(self.model, trust_pkl=cfg.MODEL.VIS.CHECKPOINT.TRUST_PKL,
-                               strict=not cfg.MODEL.VIS.CHECKPOINT.ALLOW_PARTIAL,
-                               ).load(cfg.MODEL.WEIGHTS)
-        self.aug = T.ResizeShortestEdge([cfg.INPUT.MIN_SIZE_TEST] * 2, cfg.INPUT.MAX_SIZE_TEST)
-        self.input_format = cfg.INPUT.FORMAT
-        if self.input_format not in ("RGB", "BGR"):
-            raise ValueError(f"INPUT.FORMAT must be RGB or BGR, got {self.input_format}")
+        if cfg.INPUT.FORMAT not in ("RGB", "BGR"):
+            raise ValueError(f"INPUT.FORMAT must be RGB or BGR, got {cfg.INPUT.FORMAT}")
+        if frame_model is None:
+            frame_model = FusedFrameModel.from_config(self.cfg, load_model(self.cfg),
+                                                      name=cfg.MODEL.WEIGHTS or "model")
+        self.frame_model = frame_model
+        self.model = frame_model.models[0]
         thresh = cfg.TEST.VIS.PREDICT_SCORE_THRESH
         if isinstance(thresh, bool) or not isinstance(thresh, (int, float)) \
                 or not math.isfinite(thresh) or thresh < 0:
             raise ValueError(f"TEST.VIS.PREDICT_SCORE_THRESH must be a number >= 0, got {thresh!r}")
         self.score_thresh = float(thresh)
-        self.class_names, self.category_ids = _categories(cfg)
+        self.class_names, self.category_ids = model_categories(cfg)
         self.category_names: Dict[int, str] = {
             cid: (self.class_names[k] if self.class_names else f"category {cid}")
             for k, cid in enumerate(self.category_ids)}
@@ -170,13 +193,9 @@ class VISPredictor:
     @torch.no_grad()
     def predict_frame(self, image_bgr: np.ndarray):
         """One BGR (H, W, 3) uint8 frame -> Instances at the frame's size, with pred_embeds
-        (``pred_classes`` are contiguous indices)."""
+        (``pred_classes`` are contiguous indices), from :attr:`frame_model`."""
         check_frame(image_bgr)
-        img = image_bgr[:, :, ::-1] if self.input_format == "RGB" else image_bgr
-        h, w = img.shape[:2]
-        resized = self.aug.get_transform(img).apply_image(img)
-        tensor = torch.as_tensor(np.ascontiguousarray(resized.transpose(2, 0, 1)))
-        return self.model([{"image": tensor, "height": h, "width": w}])[0]["instances"]
+        return self.frame_model(image_bgr, "BGR")
 
     def detect(self, video: Video) -> FrameCache:
         """Run the model on every frame of ``video`` once, in order, keeping only each frame's
@@ -267,30 +286,3 @@ class VISPredictor:
             inst.track_ids = torch.as_tensor(online.step(i, dets), dtype=torch.long)
             inst.category_ids = to_dataset[inst.pred_classes]
             yield inst
-
-
-def _categories(cfg) -> "tuple[Optional[List[str]], List[int]]":
-    """(class names by contiguous index or None, dataset id of each contiguous index) from the
-    metadata of ``DATASETS.TEST[0]`` or, without a test set, ``DATASETS.TRAIN[0]``."""
-    num_classes = cfg.MODEL.ROI_HEADS.NUM_CLASSES
-    names = cfg.DATASETS.TEST or cfg.DATASETS.TRAIN
-    name = names[0] if names else None
-    # Only read: MetadataCatalog.get would create an empty entry for an unregistered name.
-    meta = MetadataCatalog.get(name) if name and name in MetadataCatalog else None
-    classes = meta.get("thing_classes", None) if meta is not None else None
-    id_map = meta.get("thing_dataset_id_to_contiguous_id", None) if meta is not None else None
-    if classes is not None and len(classes) != num_classes:
-        raise ValueError(f"dataset '{name}' has {len(classes)} categories but the model "
-                         f"(MODEL.ROI_HEADS.NUM_CLASSES) has {num_classes}")
-    if not id_map:
-        why = (f"dataset '{name}' is not registered" if meta is None and name else
-               "DATASETS.TEST and DATASETS.TRAIN are empty" if not name else
-               f"the metadata of '{name}' has no thing_dataset_id_to_contiguous_id")
-        logger.warning(f"VISPredictor: {why}; category ids are the model's class indices "
-                       f"0..{num_classes - 1}")
-        return classes, list(range(num_classes))
-    to_dataset = {int(c): int(d) for d, c in id_map.items()}
-    if sorted(to_dataset) != list(range(num_classes)):
-        raise ValueError(f"dataset '{name}': thing_dataset_id_to_contiguous_id maps to "
-                         f"{sorted(to_dataset)}, not to the model's 0..{num_classes - 1}")
-    return classes, [to_dataset[k] for k in range(num_classes)]

@@ -40,6 +40,7 @@ from .cpu_short_run import run_training, select_step_trainer, set_detectron2_pri
 from .ema import ModelEMA
 from .grad_clip import maybe_add_per_parameter_clipping
 from .hooks import build_vis_hooks
+from .frame_fusion import FusedFrameModel
 from .video_inference import inference_on_videos
 
 __all__ = ["VISTrainer", "create_ddp_model"]
@@ -205,7 +206,9 @@ class VISTrainer(DefaultTrainer):
         for idx, name in enumerate(cfg.DATASETS.TEST):
             loader = cls.build_test_loader(cfg, name)
             evaluator = evaluators[idx] if evaluators is not None else cls.build_evaluator(cfg, name)
-            res = inference_on_videos(model, loader, evaluator, VideoTracker.from_config(cfg))
+            # FusedFrameModel: TEST.VIS.SCALES (one scale: the model alone, as before)
+            res = inference_on_videos(FusedFrameModel.from_config(cfg, model), loader, evaluator,
+                                      VideoTracker.from_config(cfg))
             results[name] = res
             if comm.is_main_process() and res:
                 logger.info(f"Evaluation results for {name} in csv format:")

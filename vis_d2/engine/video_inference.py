@@ -4,15 +4,21 @@ backward passes over the same cache).
 
 The cache keeps, per frame, only boxes/scores/labels/embeddings and one RLE per detection, so
 memory grows with the number of detections, not with the frames' pixels.
+
+The per-frame step is a bare model on the test mapper's resized input, or a
+:class:`~vis_d2.engine.frame_fusion.FusedFrameModel` (multi-scale testing, ensembles) on the
+frame at its own size; either way the tracker gets one ``FrameDetections`` per frame.
 """
+import contextlib
 import datetime
 import logging
 import time
-from typing import Dict, List, Tuple
+from typing import Dict, List, Tuple, Union
 
 import numpy as np
 import pycocotools.mask as mask_util
 import torch
+from torch import nn
 
 from detectron2.evaluation import DatasetEvaluators
 from detectron2.evaluation.evaluator import inference_context
@@ -21,9 +27,11 @@ from detectron2.utils import comm
 from detectron2.utils.logger import log_every_n_seconds
 
 from ..tracking import FrameDetections, VideoTracker
+from .frame_fusion import FusedFrameModel
 
 __all__ = [
     "instances_to_frame_detections",
+    "frame_instances",
     "cache_video_detections",
     "inference_on_videos",
 ]
@@ -70,13 +78,29 @@ def instances_to_frame_detections(instances: Instances, tracker: VideoTracker,
     )
 
 
+def frame_instances(model: Union[nn.Module, FusedFrameModel], frames, i: int) -> Instances:
+    """Frame ``i`` of the test mapper's ``frames`` through ``model`` -> Instances at the video's
+    size: a bare model reads ``frames[i]`` (resized by the mapper), a FusedFrameModel reads
+    ``frames.read(i)`` (the frame at its own size) and resizes it per model and scale."""
+    if isinstance(model, FusedFrameModel):
+        if not hasattr(frames, "read"):
+            raise TypeError(f"a FusedFrameModel reads frames at their own size: video['frames'] "
+                            f"must be the test mapper's LazyVideoFrames, got "
+                            f"{type(frames).__name__}")
+        return model(frames.read(i), frames.image_format)
+    return model([frames[i]])[0]["instances"]
+
+
 @torch.no_grad()
-def cache_video_detections(model, video: Dict, tracker: VideoTracker) -> List[FrameDetections]:
+def cache_video_detections(model: Union[nn.Module, FusedFrameModel], video: Dict,
+                           tracker: VideoTracker) -> List[FrameDetections]:
     """Run ``model`` (eval mode) on every frame of ``video`` once, in order.
 
     Args:
+        model: a detectron2 model, or a FusedFrameModel (several scales or models).
         video: the test mapper's video dict: ``frames`` (a lazy sequence of model inputs
-            ``{"image": (C,H,W), "height", "width"}``) and ``video_id``.
+            ``{"image": (C,H,W), "height", "width"}``, :class:`~vis_d2.data.LazyVideoFrames`)
+            and ``video_id``.
         tracker: caps each frame's detections (``tracker.top_k``).
 
     Returns:
@@ -85,15 +109,17 @@ def cache_video_detections(model, video: Dict, tracker: VideoTracker) -> List[Fr
     frames = video["frames"]
     out = []
     for i in range(len(frames)):
-        inst = model([frames[i]])[0]["instances"]
+        inst = frame_instances(model, frames, i)
         out.append(instances_to_frame_detections(
             inst, tracker, source=f"video {video.get('video_id')} frame {i}")[1])
     return out
 
 
-def inference_on_videos(model, data_loader, evaluator, tracker: VideoTracker):
+def inference_on_videos(model: Union[nn.Module, FusedFrameModel], data_loader, evaluator,
+                        tracker: VideoTracker):
     """detectron2's ``inference_on_dataset`` for videos: each loader item is one video dict of
     the test mapper, tracked by ``tracker``; the evaluator gets ``process([video], [preds])``.
+    ``model`` is a detectron2 model or a FusedFrameModel (its models all run in eval mode).
 
     Logs progress (videos done, frames per second, ETA) and returns ``evaluator.evaluate()``.
     """
@@ -108,7 +134,10 @@ def inference_on_videos(model, data_loader, evaluator, tracker: VideoTracker):
     evaluator.reset()
     logger.info(f"Start video inference on {num_videos} videos")
     frames_done, model_time, start = 0, 0.0, time.perf_counter()
-    with inference_context(model), torch.no_grad():
+    modules = model.models if isinstance(model, FusedFrameModel) else [model]
+    with contextlib.ExitStack() as stack, torch.no_grad():
+        for m in modules:
+            stack.enter_context(inference_context(m))
         for idx, video in enumerate(data_loader):
             t0 = time.perf_counter()
             dets = cache_video_detections(model, video, tracker)
