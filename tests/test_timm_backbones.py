@@ -154,6 +154,14 @@ def test_b2_swin_config_trains_a_step_with_adamw(no_network):
     assert changed["backbone.bottom_up.net.model.patch_embed.proj.weight"]
     assert not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in net.modules())
     assert "loss_multilabel" in losses
+    # Swin's relative position bias tables get no weight decay; its other weights 0.05
+    from vis_d2.engine import VISTrainer
+
+    decay = {id(p): g["weight_decay"] for g in VISTrainer.build_optimizer(cfg, model).param_groups
+             for p in g["params"]}
+    tables = [p for n, p in model.named_parameters() if n.endswith("relative_position_bias_table")]
+    assert len(tables) == 24 and {decay[id(p)] for p in tables} == {0.0}
+    assert decay[id(net.layers[0].blocks[0].attn.qkv.weight)] == pytest.approx(0.05)
 
 
 # ---- weights from local files -----------------------------------------------------------------

@@ -160,12 +160,17 @@ class VISTrainer(DefaultTrainer):
             return super().build_optimizer(cfg, model)
         if name != "ADAMW":
             raise ValueError(f"SOLVER.OPTIMIZER must be 'SGD' or 'ADAMW', got {cfg.SOLVER.OPTIMIZER!r}")
+        # Parameters a backbone excludes from weight decay (Swin's position bias tables), as
+        # its own training recipe does.
+        no_decay = {n for m in model.modules() if hasattr(m, "no_weight_decay_names")
+                    for n in m.no_weight_decay_names()}
         params = get_default_optimizer_params(
             model,
             base_lr=cfg.SOLVER.BASE_LR,
             weight_decay_norm=cfg.SOLVER.WEIGHT_DECAY_NORM,
             bias_lr_factor=cfg.SOLVER.BIAS_LR_FACTOR,
             weight_decay_bias=cfg.SOLVER.WEIGHT_DECAY_BIAS,
+            overrides={n: {"weight_decay": 0.0} for n in no_decay} or None,
         )
         # detectron2's clipping, with the per-parameter norms computed in one pass (grad_clip.py).
         optimizer_type = maybe_add_per_parameter_clipping(cfg, torch.optim.AdamW)

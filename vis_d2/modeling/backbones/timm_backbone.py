@@ -181,6 +181,12 @@ class TimmBackbone(Backbone):
             setattr(parent, name, FrozenBatchNorm2d.convert_frozen_batchnorm(module))
         return self
 
+    def no_weight_decay_names(self) -> Sequence[str]:
+        """Local names of the parameters the timm model excludes from weight decay (Swin's
+        relative position bias tables), as detectron2's optimizer ``overrides`` key them."""
+        full = getattr(self.net.model, "no_weight_decay", lambda: ())()
+        return sorted({n.rsplit(".", 1)[-1] for n in full})
+
     @property
     def size_divisibility(self) -> int:
         # each output at stride s must be exactly H/s for the FPN's 2x top-down merges
