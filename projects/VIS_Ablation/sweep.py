@@ -355,7 +355,7 @@ def format_csv(results: Sequence[RowResult]) -> str:
 
 def plot_png(results: Sequence[RowResult], title: str = "") -> bytes:
     """One bar chart: a bar group per split, in it one bar per row (the AP mean over seeds, its
-    value above it) with min-max error bars. PNG bytes."""
+    value above the error bar) with min-max error bars. PNG bytes."""
     summaries = summarize(results)
     import matplotlib
 
@@ -371,19 +371,20 @@ def plot_png(results: Sequence[RowResult], title: str = "") -> bytes:
     try:
         colors = plt.get_cmap("tab10")
         for j, name in enumerate(names):
-            xs, means, err = [], [], [[], []]
+            xs, means, highs, err = [], [], [], [[], []]
             for i, split in enumerate(splits):
                 s = next((s for s in summaries[split] if s.spec.name == name), None)
                 if s is None:
                     continue
                 xs.append(i + (j - (k - 1) / 2) * width)
                 means.append(s.mean["AP"])
+                highs.append(s.high["AP"])
                 err[0].append(s.mean["AP"] - s.low["AP"])
                 err[1].append(s.high["AP"] - s.mean["AP"])
             bars = ax.bar(xs, means, width, yerr=err, capsize=3, label=name,
                           color=colors(j % 10))
-            for b, m in zip(bars, means):
-                ax.annotate(f"{m:.3f}", (b.get_x() + b.get_width() / 2, m), ha="center",
+            for b, m, h in zip(bars, means, highs):
+                ax.annotate(f"{m:.3f}", (b.get_x() + b.get_width() / 2, h), ha="center",
                             va="bottom", fontsize=6, xytext=(0, 2), textcoords="offset points")
         ax.set_xticks(range(len(splits)))
         ax.set_xticklabels(splits)
@@ -391,7 +392,7 @@ def plot_png(results: Sequence[RowResult], title: str = "") -> bytes:
         top = max([s.high["AP"] for rows in summaries.values() for s in rows] + [0.0])
         # headroom for the values and the legend; AP is at most 1
         ax.set_ylim(0.0, min(1.35, max(0.1, top * 1.35)))
-        ax.legend(ncol=min(k, 4), fontsize=7, loc="upper center", frameon=False)
+        ax.legend(ncol=min(k, 8), fontsize=7, loc="upper center", frameon=False)
         ax.set_title((title + "\n" if title else "") + "AP mean over seeds, bars min-max",
                      fontsize=9)
         fig.tight_layout()
