@@ -31,6 +31,7 @@ from vis_d2.config import get_vis_cfg
 from vis_d2.data.augmentation import build_pair_augmentation
 from vis_d2.data.build import build_vis_test_loader, build_vis_train_loader
 from vis_d2.data.build import get_vis_train_dataset_dicts
+from vis_d2.data.synthetic import SynthConfig, generate
 from vis_d2.data.ytvis import categories_to_metadata, register_ytvis_instances
 from vis_d2.evaluation import evaluate_ytvis
 from vis_d2.tracking import FrameDetections, VideoTracker
@@ -53,10 +54,13 @@ def load_script(name):
 ablation_sweep = load_script("sweep")
 TWINS = {  # LazyConfig row -> YAML row of the synthetic benchmark
     "A1_baseline": "configs/synthvis/R18_A1_baseline.yaml",
+    "A1_paper": "configs/synthvis/R18_A1_paper.yaml",
     "A2_tcis": "configs/synthvis/R18_A2_tcis.yaml",
     "A3_multitask": "configs/synthvis/R18_A3_multitask.yaml",
     "A4_msd": "configs/synthvis/R18_A4_msd.yaml",
     "A5_bitrack": "configs/synthvis/R18_A5_bitrack.yaml",
+    "A5_lv": "configs/synthvis/R18_A5_lv.yaml",
+    "A5_disjoint": "configs/synthvis/R18_A5_disjoint.yaml",
 }
 
 
@@ -96,7 +100,7 @@ def hyper_parameters(model):
     return out
 
 
-@pytest.mark.parametrize("row", ["A1_baseline", "A3_multitask", "A4_msd"])
+@pytest.mark.parametrize("row", ["A1_baseline", "A1_paper", "A3_multitask", "A4_msd"])
 def test_lazy_and_yacs_rows_build_the_same_model(row):
     torch.manual_seed(0)
     lazy_model = instantiate(load_lazy(row).model)
@@ -117,7 +121,9 @@ def test_lazy_and_yacs_rows_build_the_same_model(row):
     frozen = [n for n, p in lazy_model.named_parameters() if not p.requires_grad]
     assert frozen == [n for n, p in yacs_model.named_parameters() if not p.requires_grad] == []
 
-    # the concrete model of each row
+    # the concrete model of each row; A2..A5 build on the paper-faithful A1, "A1_baseline" is
+    # the demo recipe
+    demo = row == "A1_baseline"
     shapes = {k: tuple(v.shape) for k, v in lazy_sd.items()}
     assert shapes["backbone.top_block.p7.weight"] == (64, 64, 3, 3)   # P7 from P6, 64 ch
     k = 2 if row == "A4_msd" else 0  # MODEL.VIS.MSD.NUM_AUX_CLASSES
@@ -127,21 +133,32 @@ def test_lazy_and_yacs_rows_build_the_same_model(row):
     assert shapes["roi_heads.track_head.fcs.1.weight"] == (256, 256)
     assert lazy_model.proposal_generator.anchor_generator.strides == [4, 8, 16, 32, 64, 128]
     assert lazy_model.roi_heads.box_predictor.test_topk_per_image == 20
-    assert shapes["roi_heads.mask_class_head.predictor.weight"] == (4 + k, 256)  # MASK_CLASS
-    assert shapes["roi_heads.mask_class_head.convs.2.weight"] == (64, 32, 3, 3)
-    assert lazy_model.roi_heads.mask_class_on_gt_masks            # TRAIN_ON_GT_MASKS
-    assert lazy_model.roi_heads.mask_class_score_weight == 0.75
-    assert lazy_model.roi_heads.track_detach_iters == yacs_model.roi_heads.track_detach_iters \
-        == 600  # MODEL.VIS.TRACK_HEAD.DETACH_ITERS
-    assert lazy_model.roi_heads.box_predictor.test_score_thresh == 0.01
-    assert lazy_model.mask_nms_thresh == yacs_model.mask_nms_thresh == 0.3  # MASK_NMS_THRESH
     assert shapes["roi_heads.mask_head.mask_fcn4.weight"] == (64, 64, 3, 3)  # NUM_CONV 4
     assert "roi_heads.mask_head.mask_fcn5.weight" not in shapes
-    if row == "A1_baseline":
-        assert len(shapes) == 130
+    if demo:  # the demo's extras
+        assert shapes["roi_heads.mask_class_head.predictor.weight"] == (4, 256)  # MASK_CLASS
+        assert shapes["roi_heads.mask_class_head.convs.2.weight"] == (64, 32, 3, 3)
+        assert lazy_model.roi_heads.mask_class_on_gt_masks            # TRAIN_ON_GT_MASKS
+        assert lazy_model.roi_heads.mask_class_score_weight == 0.75
+        # class-agnostic boxes and masks
+        assert shapes["roi_heads.box_predictor.bbox_pred.weight"] == (4, 512)
+        assert shapes["roi_heads.mask_head.predictor.weight"] == (1, 64, 1, 1)
+    else:  # the paper's Mask R-CNN: no mask-shape classifier, a box and a mask per class
+        assert lazy_model.roi_heads.mask_class_head is None
+        assert not any(n.startswith("roi_heads.mask_class_head") for n in shapes)
+        assert shapes["roi_heads.box_predictor.bbox_pred.weight"] == (4 * (4 + k), 512)
+        assert shapes["roi_heads.mask_head.predictor.weight"] == (4 + k, 64, 1, 1)
+    # MODEL.VIS.TRACK_HEAD.DETACH_ITERS, REF_BACKBONE_GRAD, MASK_NMS_THRESH, SCORE_THRESH_TEST
+    assert lazy_model.roi_heads.track_detach_iters == yacs_model.roi_heads.track_detach_iters \
+        == (600 if demo else 0)
+    assert lazy_model.ref_backbone_grad == yacs_model.ref_backbone_grad == (not demo)
+    assert lazy_model.mask_nms_thresh == yacs_model.mask_nms_thresh == (0.3 if demo else 0.0)
+    assert lazy_model.roi_heads.box_predictor.test_score_thresh == (0.01 if demo else 0.05)
+    if row in ("A1_baseline", "A1_paper"):
+        assert len(shapes) == (130 if demo else 122)
         assert lazy_model.roi_heads.tcis is None and lazy_model.semseg_head is None
     else:
-        assert len(shapes) == 167
+        assert len(shapes) == 159
         assert shapes["roi_heads.tcis.deform_conv.weight"] == (64, 64, 3, 3)
         assert shapes["roi_heads.maskiou_head.predictor.weight"] == (4 + k, 512)
         # the image-level heads keep the video set's 4 classes (+ background for SemSeg)
@@ -160,7 +177,7 @@ def test_lazy_row_overrides_reach_every_head_that_reads_them():
     assert shapes["roi_heads.mask_head.mask_fcn1.weight"] == (64, 32, 3, 3)
     assert shapes["roi_heads.tcis.deform_conv.weight"] == (32, 32, 3, 3)
     assert shapes["roi_heads.maskiou_head.predictor.weight"] == (2, 512)
-    assert shapes["roi_heads.mask_class_head.predictor.weight"] == (2, 256)
+    assert shapes["roi_heads.mask_head.predictor.weight"] == (2, 64, 1, 1)  # one mask per class
     assert shapes["roi_heads.box_predictor.cls_score.weight"] == (3, 512)
     assert shapes["semseg_head.convs.0.weight"] == (128, 32, 3, 3)
     assert shapes["semseg_head.predictor.weight"] == (3, 128, 1, 1)
@@ -173,7 +190,7 @@ def test_lazy_rows_read_their_numbers_from_the_yaml_twins(tmp_path):
     (which find the YAMLs from their own location) follow the edit, down to A5."""
     shutil.copytree(os.path.join(REPO, "configs"), tmp_path / "configs")
     shutil.copytree(LAZY, tmp_path / "projects" / "VIS_Ablation" / "configs")
-    a1_yaml = tmp_path / "configs" / "synthvis" / "R18_A1_baseline.yaml"
+    a1_yaml = tmp_path / "configs" / "synthvis" / "R18_A1_paper.yaml"
     a1_yaml.write_text(a1_yaml.read_text() + "MODEL:\n  FPN:\n    OUT_CHANNELS: 48\n"
                        "  VIS:\n    TRACKER:\n      SCORE_THRESH: 0.2\n"
                        "SOLVER:\n  BASE_LR: 0.001\n")
@@ -190,14 +207,24 @@ def test_lazy_rows_match_yaml_tracker_and_schedule():
     for row, path in TWINS.items():
         lazy = load_lazy(row)
         assert instantiate(lazy.tracker) == VideoTracker.from_config(yacs(path)), row
-    a1 = instantiate(load_lazy("A1_baseline").tracker)
-    assert (a1.momentum, a1.track_nms_thresh, a1.distance_weight) == (0.8, 0.3, 2.0)
+    demo = instantiate(load_lazy("A1_baseline").tracker)
+    assert (demo.momentum, demo.track_nms_thresh, demo.distance_weight) == (0.8, 0.3, 2.0)
+    # the paper-faithful A1 tracks as MaskTrack R-CNN: the tracker's defaults
+    assert instantiate(load_lazy("A1_paper").tracker) == VideoTracker()
+    assert instantiate(load_lazy("A4_msd").tracker) == VideoTracker()
+    # A5: BiTrack as Algorithm 2 has it, no label voting; A5+LV adds the vote by frequency;
+    # A5-disjoint is A5 with the other merge
     a5 = instantiate(load_lazy("A5_bitrack").tracker)
-    assert a5.bitrack and a5.label_voting and a5.label_voting_weight == 0.0
-    assert not instantiate(load_lazy("A3_multitask").tracker).bitrack
-    # A5 differs from A3 at inference only: same model tree
-    assert as_container(load_lazy("A5_bitrack").model) == \
-        as_container(load_lazy("A3_multitask").model)
+    assert a5 == VideoTracker(bitrack=True, bitrack_merge="paper")
+    assert instantiate(load_lazy("A5_lv").tracker) == VideoTracker(
+        bitrack=True, bitrack_merge="paper", label_voting=True)
+    assert not VideoTracker().label_vote_score_weighted
+    assert instantiate(load_lazy("A5_disjoint").tracker) == VideoTracker(
+        bitrack=True, bitrack_merge="disjoint")
+    # the A5 rows differ from A4 at inference only: same model tree
+    a4_model = as_container(load_lazy("A4_msd").model)
+    for row in ("A5_bitrack", "A5_lv", "A5_disjoint"):
+        assert as_container(load_lazy(row).model) == a4_model, row
 
     # the LR schedule: same multiplier at every iteration as the YAML's SOLVER settings
     cfg = yacs(TWINS["A1_baseline"])
@@ -270,6 +297,66 @@ def test_lazy_training_and_data_settings_match_the_yaml():
             {k: v for k, v in vars(b).items() if not k.startswith("_")}, type(a).__name__
 
 
+def _flat(node, prefix=""):
+    """A yacs config as {"A.B.C": value}."""
+    out = {}
+    for k, v in node.items():
+        if isinstance(v, dict):
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def test_a1_paper_is_the_demo_recipe_without_the_extras():
+    """The paper-faithful A1 differs from the demo recipe (A1-demo) in exactly the extras the
+    paper does not have; the CPU recipe (width, optimiser, clipping, bfloat16, EMA) is the same."""
+    demo = _flat(yacs(TWINS["A1_baseline"]))
+    paper = _flat(yacs(TWINS["A1_paper"]))
+    assert set(demo) == set(paper)
+    diff = {k: (demo[k], paper[k]) for k in demo if demo[k] != paper[k]}
+    assert diff == {
+        "MODEL.ROI_HEADS.SCORE_THRESH_TEST": (0.01, 0.05),
+        "MODEL.ROI_BOX_HEAD.CLS_AGNOSTIC_BBOX_REG": (True, False),
+        "MODEL.ROI_MASK_HEAD.CLS_AGNOSTIC_MASK": (True, False),
+        "MODEL.VIS.REF_BACKBONE_GRAD": (False, True),
+        "MODEL.VIS.MASK_NMS_THRESH": (0.3, 0.0),
+        "MODEL.VIS.TRACK_HEAD.DETACH_ITERS": (600, 0),
+        "MODEL.VIS.MASK_CLASS.ENABLED": (True, False),
+        "MODEL.VIS.TRACKER.DISTANCE_WEIGHT": (2.0, 0.0),
+        "MODEL.VIS.TRACKER.SCORE_COVERAGE_EXP": (0.5, 0.0),
+        "MODEL.VIS.TRACKER.SCORE_THRESH": (0.1, 0.05),
+        "MODEL.VIS.TRACKER.TRACK_NMS_THRESH": (0.3, 0.0),
+        "MODEL.VIS.TRACKER.MOMENTUM": (0.8, 0.0),
+        "INPUT.VIS.VERTICAL_FLIP_PROB": (0.5, 0.0),
+        "INPUT.VIS.BRIGHTNESS": ([0.8, 1.2], [1.0, 1.0]),
+        "INPUT.VIS.CONTRAST": ([0.8, 1.2], [1.0, 1.0]),
+        "INPUT.VIS.CHANNEL_PERMUTATION_PROB": (0.5, 0.0),
+        "INPUT.VIS.COPY_PASTE.ENABLED": (True, False),
+        "INPUT.VIS.INSTANCE_RECOLOR.ENABLED": (True, False),
+        "OUTPUT_DIR": ("output/synthvis_ablation/A1_baseline",
+                       "output/synthvis_ablation/A1_paper"),
+    }
+    # the tracker's remaining settings are its defaults (MaskTrack R-CNN's score)
+    assert VideoTracker.from_config(yacs(TWINS["A1_paper"])) == VideoTracker()
+    # A2 adds TCIS to the paper-faithful A1, whose reference frames get gradient
+    a1, a2 = yacs(TWINS["A1_paper"]), yacs(TWINS["A2_tcis"])
+    assert a2.MODEL.VIS.REF_BACKBONE_GRAD and a2.MODEL.VIS.TCIS.ENABLED
+    a2.MODEL.VIS.TCIS.ENABLED = False
+    assert a1.MODEL == a2.MODEL and a1.INPUT == a2.INPUT and a1.SOLVER == a2.SOLVER
+
+    # the LazyConfig twin: the horizontal flip alone, no copy-paste or recolouring
+    cfg, lazy = yacs(TWINS["A1_paper"]), load_lazy("A1_paper")
+    mapper = lazy.dataloader.train.mapper
+    assert mapper.copy_paste is None and mapper.recolor is None
+    built_y = build_pair_augmentation(cfg, is_train=True)
+    built_l = [instantiate(a) for a in mapper.video_mapper.augmentations]
+    assert [type(a).__name__ for a in built_l] == [type(a).__name__ for a in built_y] == \
+        ["ResizeShortestEdge", "RandomFlip"]
+    assert dict(lazy.train.ema) == {"enabled": True, "decay": 0.996}
+    assert lazy.train.cpu_bf16 and lazy.train.clip_gradients.enabled
+
+
 def test_a4_rows_are_a3_with_multi_source_data():
     """A4 = A3 + the image sources and K auxiliary classes; the LazyConfig row's data are its
     YAML twin's, and another K reaches the data through the ROI heads."""
@@ -330,29 +417,42 @@ def as_container(node):
 # ---------------------------------------------------------------------------------------------
 # YAML rows
 # ---------------------------------------------------------------------------------------------
-# path: (TCIS, multi-task, BiTrack + label voting, test set)
+# path: (TCIS, multi-task, MSD, BiTrack, label voting, test set)
 YAML_ROWS = {
-    "configs/synthvis/R18_A1_baseline.yaml": (False, False, False, "synthvis_val"),
-    "configs/synthvis/R18_A2_tcis.yaml": (True, False, False, "synthvis_val"),
-    "configs/synthvis/R18_A3_multitask.yaml": (True, True, False, "synthvis_val"),
-    "configs/synthvis/R18_A4_msd.yaml": (True, True, False, "synthvis_val"),
-    "configs/synthvis/R18_A5_bitrack.yaml": (True, True, True, "synthvis_val"),
-    "configs/ytvis_2021/R50_FPN_A2_tcis.yaml": (True, False, False, "ytvis_2021_val"),
-    "configs/ytvis_2021/R50_FPN_A3_multitask.yaml": (True, True, False, "ytvis_2021_val"),
-    "configs/ytvis_2021/R50_FPN_A4_msd.yaml": (True, True, False, "ytvis_2021_val"),
-    "configs/ytvis_2021/R50_FPN_A5_noMSD.yaml": (True, True, True, "ytvis_2021_val"),
-    "configs/ytvis_2019/R50_FPN_TCIS_MT_BiTrack.yaml": (True, True, True, "ytvis_2019_val"),
+    "configs/synthvis/R18_A1_paper.yaml": (False, False, False, False, False, "synthvis_val"),
+    "configs/synthvis/R18_A1_baseline.yaml": (False, False, False, False, False, "synthvis_val"),
+    "configs/synthvis/R18_A2_tcis.yaml": (True, False, False, False, False, "synthvis_val"),
+    "configs/synthvis/R18_A3_multitask.yaml": (True, True, False, False, False, "synthvis_val"),
+    "configs/synthvis/R18_A4_msd.yaml": (True, True, True, False, False, "synthvis_val"),
+    "configs/synthvis/R18_A5_bitrack.yaml": (True, True, True, True, False, "synthvis_val"),
+    "configs/synthvis/R18_A5_lv.yaml": (True, True, True, True, True, "synthvis_val"),
+    "configs/synthvis/R18_A5_disjoint.yaml": (True, True, True, True, False, "synthvis_val"),
+    "configs/ytvis_2021/R50_FPN_A2_tcis.yaml": (True, False, False, False, False, "ytvis_2021_val"),
+    "configs/ytvis_2021/R50_FPN_A3_multitask.yaml": (True, True, False, False, False,
+                                                     "ytvis_2021_val"),
+    "configs/ytvis_2021/R50_FPN_A4_msd.yaml": (True, True, True, False, False, "ytvis_2021_val"),
+    "configs/ytvis_2021/R50_FPN_A5_bitrack.yaml": (True, True, True, True, False,
+                                                   "ytvis_2021_val"),
+    "configs/ytvis_2021/R50_FPN_A5_lv.yaml": (True, True, True, True, True, "ytvis_2021_val"),
+    "configs/ytvis_2021/R50_FPN_A5_disjoint.yaml": (True, True, True, True, False,
+                                                    "ytvis_2021_val"),
+    "configs/ytvis_2021/R50_FPN_A5_noMSD.yaml": (True, True, False, True, True, "ytvis_2021_val"),
+    "configs/ytvis_2019/R50_FPN_TCIS_MT_BiTrack.yaml": (True, True, False, True, True,
+                                                        "ytvis_2019_val"),
 }
 
 
 @pytest.mark.parametrize("path", sorted(YAML_ROWS))
 def test_yaml_row_loads_and_builds(path):
-    tcis, multitask, bitrack, test_set = YAML_ROWS[path]
+    tcis, multitask, msd, bitrack, label_voting, test_set = YAML_ROWS[path]
     cfg = yacs(path)
     vis = cfg.MODEL.VIS
     assert vis.TCIS.ENABLED == tcis
     assert vis.SEMSEG.ENABLED == vis.MULTILABEL.ENABLED == vis.MASKIOU.ENABLED == multitask
-    assert vis.TRACKER.BITRACK == vis.TRACKER.LABEL_VOTING == bitrack
+    assert vis.TRACKER.BITRACK == bitrack and vis.TRACKER.LABEL_VOTING == label_voting
+    assert not vis.TRACKER.LABEL_VOTE_SCORE_WEIGHTED  # the paper's vote: by frequency
+    if bitrack and "A5" in path and "noMSD" not in path:  # Table 1's A5: Algorithm 2
+        assert vis.TRACKER.BITRACK_MERGE == ("disjoint" if "disjoint" in path else "paper")
     assert cfg.DATASETS.TEST == (test_set,)
     assert cfg.MODEL.RESNETS.DEPTH == (18 if "synthvis" in path else 50)
     stem = os.path.splitext(os.path.basename(path))[0]
@@ -364,87 +464,186 @@ def test_yaml_row_loads_and_builds(path):
     assert (model.semseg_head is not None) == (model.multilabel_head is not None) == multitask
     num_classes = 4 if "synthvis" in path else 40
     k = cfg.MODEL.VIS.MSD.NUM_AUX_CLASSES
-    assert (k > 0) == ("A4" in path)  # Multi-Source Data with auxiliary classes in row A4
+    assert (k > 0) == msd  # Multi-Source Data with auxiliary classes from row A4 on
     assert model.roi_heads.box_predictor.cls_score.out_features == num_classes + k + 1
 
 
-def test_a5_rows_share_a3s_model_config():
-    """A5 reuses A3's checkpoint: everything but the tracker must be A3's."""
-    for a3, a5 in [("configs/synthvis/R18_A3_multitask.yaml",
-                    "configs/synthvis/R18_A5_bitrack.yaml"),
-                   ("configs/ytvis_2021/R50_FPN_A3_multitask.yaml",
-                    "configs/ytvis_2021/R50_FPN_A5_noMSD.yaml")]:
-        c3, c5 = yacs(a3), yacs(a5)
-        c3.MODEL.VIS.TRACKER = c5.MODEL.VIS.TRACKER
-        assert c3.MODEL == c5.MODEL and c3.INPUT == c5.INPUT and c3.SOLVER == c5.SOLVER
+def test_inference_only_rows_share_their_checkpoint_rows_model_config():
+    """A5, A5+LV and A5-disjoint reuse A4's checkpoint (R50_FPN_A5_noMSD A3's): everything but the
+    tracker must be that row's."""
+    pairs = [("configs/ytvis_2021/R50_FPN_A3_multitask.yaml",
+              "configs/ytvis_2021/R50_FPN_A5_noMSD.yaml")]
+    for name in ("A5", "A5+LV", "A5-disjoint"):
+        spec = ablation_sweep.ROWS[name]
+        assert spec.checkpoint_from == "A4"
+        for bench, path in spec.yaml.items():
+            pairs.append((ablation_sweep.ROWS["A4"].yaml[bench], path))
+    assert len(pairs) == 7
+    for a4, a5 in pairs:
+        c4, c5 = yacs(a4), yacs(a5)
+        assert c4.MODEL.VIS.TRACKER != c5.MODEL.VIS.TRACKER
+        c4.MODEL.VIS.TRACKER = c5.MODEL.VIS.TRACKER
+        assert c4.MODEL == c5.MODEL and c4.INPUT == c5.INPUT and c4.SOLVER == c5.SOLVER
+        assert c4.DATASETS == c5.DATASETS and c4.DATALOADER == c5.DATALOADER
+
+
+def test_sweep_rows_point_at_their_configs():
+    rows = ablation_sweep.ROWS
+    assert list(rows) == ["A1", "A2", "A3", "A4", "A5", "A5+LV", "A5-disjoint", "A1-demo"]
+    for spec in rows.values():
+        for bench, path in spec.yaml.items():
+            cfg = yacs(path)
+            assert cfg.MODEL.VIS.TCIS.ENABLED == spec.tcis, spec.name
+            assert cfg.MODEL.VIS.MASKIOU.ENABLED == spec.multitask, spec.name
+            assert (cfg.MODEL.VIS.MSD.NUM_AUX_CLASSES > 0) == spec.msd, spec.name
+            assert cfg.MODEL.VIS.TRACKER.BITRACK == spec.bitrack, spec.name
+            assert cfg.MODEL.VIS.TRACKER.LABEL_VOTING == spec.label_voting, spec.name
+        assert os.path.isfile(os.path.join(REPO, spec.lazy)), spec.lazy
+        twin = TWINS[os.path.splitext(os.path.basename(spec.lazy))[0]]
+        assert twin == spec.yaml["synthvis"], spec.name
+        assert spec.base is None or list(rows).index(spec.base) < list(rows).index(spec.name)
+    # the demo recipe exists for the synthetic benchmark only
+    assert ablation_sweep.default_rows("ytvis_2021") == list(rows)[:-1]
+    assert ablation_sweep.default_rows("synthvis") == list(rows)
 
 
 # ---------------------------------------------------------------------------------------------
 # Sweep: table writer
 # ---------------------------------------------------------------------------------------------
-PAPER = {  # paper Table 1 (A5 there also has MSD)
+PAPER = {  # paper Table 1
     "A1": (0.309, 0.501, 0.338, 0.269, 0.346),
     "A2": (0.331, 0.535, 0.354, 0.285, 0.368),
     "A3": (0.338, 0.546, 0.356, 0.287, 0.374),
+    "A4": (0.364, 0.570, 0.402, 0.299, 0.397),
     "A5": (0.388, 0.589, 0.438, 0.320, 0.436),
 }
 
 
-def fake_results(rows=("A1", "A2", "A3", "A5")):
-    return [ablation_sweep.RowResult(
-        ablation_sweep.ROWS[r], dict(zip(ablation_sweep.TABLE_METRICS, PAPER[r]), APs=0.1),
-        config=f"cfg_{r}.yaml", dataset="synthvis_val", trained=r != "A5") for r in rows]
+def fake_results(rows=("A1", "A2", "A3", "A4", "A5"), seeds=(0, 1), splits=("synthvis_val",)):
+    """Paper Table 1 as seed 0, seed 1 = seed 0 + 0.01 * (row index + 1) on every metric, and
+    each further split 0.1 below the first."""
+    out = []
+    for s_i, split in enumerate(splits):
+        for seed in seeds:
+            for i, r in enumerate(rows):
+                vals = [v + seed * 0.01 * (i + 1) - 0.1 * s_i for v in PAPER[r]]
+                out.append(ablation_sweep.RowResult(
+                    ablation_sweep.ROWS[r], dict(zip(ablation_sweep.TABLE_METRICS, vals), APs=0.1),
+                    config=f"cfg_{r}.yaml", dataset="synthvis_val", trained=r != "A5",
+                    seed=seed, split=split))
+    return out
+
+
+def test_table_summary_mean_spread_and_deltas():
+    summary = ablation_sweep.summarize(fake_results(splits=("synthvis_val", "s11")))
+    assert list(summary) == ["synthvis_val", "s11"]
+    rows = summary["synthvis_val"]
+    assert [s.spec.name for s in rows] == ["A1", "A2", "A3", "A4", "A5"]
+    a1, a2, a5 = rows[0], rows[1], rows[4]
+    assert a1.seeds == [0, 1] and a1.aps == [pytest.approx(0.309), pytest.approx(0.319)]
+    assert a1.mean["AP"] == pytest.approx(0.314) and a1.half_range("AP") == pytest.approx(0.005)
+    assert (a5.low["AR10"], a5.high["AR10"]) == (pytest.approx(0.436), pytest.approx(0.486))
+    assert a5.mean["AR10"] == pytest.approx(0.461) and a5.half_range("AR10") == pytest.approx(0.025)
+    # ΔAP on the means, in points: A2 (0.331 + 0.341) / 2 - (0.309 + 0.319) / 2 = 0.022 + 0.005
+    assert a1.delta_ap is None and a2.delta_vs == "A1"
+    assert a2.delta_ap == pytest.approx(2.7)
+    assert summary["s11"][0].mean["AP"] == pytest.approx(0.214)
+    assert summary["s11"][1].delta_ap == pytest.approx(2.7)
+
+    # ΔAP against the row a row builds on, where that row is in the table
+    res = fake_results(rows=("A1", "A4", "A5"))
+    demo = ablation_sweep.RowSpec("A1-demo", "demo", False, False, False, {}, "", base="A1")
+    res.append(ablation_sweep.RowResult(demo, dict(zip(ablation_sweep.TABLE_METRICS,
+                                                       PAPER["A1"])), seed=0, split="synthvis_val"))
+    got = {s.spec.name: s for s in ablation_sweep.summarize(res)["synthvis_val"]}
+    # A4's base A3 is not in the table: the row above (A1)
+    assert got["A4"].delta_vs == "A1" and got["A5"].delta_vs == "A4"
+    assert got["A1-demo"].delta_vs == "A1" and got["A1-demo"].seeds == [0]
+    assert got["A1-demo"].delta_ap == pytest.approx((0.309 - 0.314) * 100)
+    assert got["A1-demo"].half_range("AP") == 0.0
+
+    bad = fake_results(rows=("A1",), seeds=(0,))
+    del bad[0].metrics["AR10"]
+    with pytest.raises(ablation_sweep.SweepError, match=r"row A1: metrics \['AR10'\] missing"):
+        ablation_sweep.format_csv(bad)
+    with pytest.raises(ablation_sweep.SweepError, match="seed listed twice"):
+        ablation_sweep.summarize(fake_results(rows=("A1",), seeds=(0, 0)))
 
 
 def test_table_writer_on_fake_metrics(tmp_path):
-    paths = ablation_sweep.write_tables(fake_results(), str(tmp_path), "Paper Table 1")
+    cmd = "python projects/VIS_Ablation/sweep.py --seeds 0 1"
+    paths = ablation_sweep.write_tables(fake_results(splits=("synthvis_val", "s11")),
+                                        str(tmp_path), "Paper Table 1", cmd)
     assert set(paths) == {"md", "csv", "png"}
 
-    md = (tmp_path / "ablation.md").read_text(encoding="utf-8").splitlines()
-    assert md[0] == "# Paper Table 1"
-    table = [ln for ln in md if ln.startswith("| A")]
-    assert table[0] == "| A1 |  |  |  | 0.309 | 0.501 | 0.338 | 0.269 | 0.346 | - |  |"
-    assert table[1] == "| A2 | x |  |  | 0.331 | 0.535 | 0.354 | 0.285 | 0.368 | +2.2 |  |"
-    assert table[2] == "| A3 | x | x |  | 0.338 | 0.546 | 0.356 | 0.287 | 0.374 | +0.7 |  |"
-    assert table[3].startswith("| A5 | x | x | x | 0.388 | 0.589 | 0.438 | 0.320 | 0.436 | +5.0 | "
-                               "not trained: A3's checkpoint")
+    md = (tmp_path / "ablation.md").read_text(encoding="utf-8")
+    lines = md.splitlines()
+    assert lines[0] == "# Paper Table 1"
+    assert lines.index("## synthvis_val") < lines.index("## s11")
+    table = [ln for ln in lines if ln.startswith("| A")]
+    assert len(table) == 10  # 5 rows x 2 splits
+    assert table[0] == ("| A1 | baseline (paper-faithful) |  |  |  |  |  | 0.314 ±0.005 | "
+                        "0.506 ±0.005 | 0.343 ±0.005 | 0.274 ±0.005 | 0.351 ±0.005 | - | "
+                        "0.309 / 0.319 |  |")
+    assert table[1].startswith("| A2 | + TCIS | x |  |  |  |  | 0.341 ±0.010 |")
+    assert "| +2.7 (A1) | 0.331 / 0.351 |" in table[1]
+    assert table[4].startswith("| A5 | + BiTrack | x | x | x | x |  | 0.413 ±0.025 |")
+    assert table[4].endswith("| +2.9 (A4) | 0.388 / 0.438 | not trained: A4's checkpoint "
+                             "(inference-only change) |")
+    assert table[5].startswith("| A1 | baseline (paper-faithful) |  |  |  |  |  | 0.214 ±0.005 |")
+    assert "Seeds 0, 1: each cell is the mean over seeds ± half the range" in md
+    assert md.rstrip().endswith(f"```bash\n{cmd}\n```")
 
     rows = list(csv.DictReader(io.StringIO((tmp_path / "ablation.csv").read_text())))
-    assert [r["row"] for r in rows] == ["A1", "A2", "A3", "A5"]
-    assert rows[0]["delta_AP"] == "" and float(rows[1]["delta_AP"]) == pytest.approx(2.2)
-    assert float(rows[3]["delta_AP"]) == pytest.approx(5.0)
-    assert float(rows[2]["AP75"]) == 0.356 and float(rows[3]["AR10"]) == 0.436
-    assert [r["trained"] for r in rows] == ["1", "1", "1", "0"]
-    assert rows[3]["checkpoint_from"] == "A3" and rows[0]["checkpoint_from"] == ""
+    assert len(rows) == 20  # every (row, seed, split)
+    got = {(r["row"], r["seed"], r["split"]): r for r in rows}
+    assert float(got[("A2", "1", "synthvis_val")]["AP"]) == pytest.approx(0.351)
+    assert float(got[("A2", "1", "s11")]["AP"]) == pytest.approx(0.251)
+    assert float(got[("A2", "0", "s11")]["delta_AP"]) == pytest.approx(2.7)
+    assert got[("A2", "0", "s11")]["delta_vs"] == "A1"
+    assert got[("A1", "0", "synthvis_val")]["delta_AP"] == ""
+    assert got[("A5", "0", "s11")]["msd"] == got[("A5", "0", "s11")]["bitrack"] == "1"
+    assert got[("A5", "0", "s11")]["checkpoint_from"] == "A4"
+    assert got[("A5", "0", "s11")]["trained"] == "0" and got[("A4", "0", "s11")]["trained"] == "1"
 
     png = (tmp_path / "ablation.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
     import matplotlib.image
 
     img = matplotlib.image.imread(str(tmp_path / "ablation.png"))
-    assert img.shape[0] == 420 and img.shape[1] == 750  # 7.5 x 4.2 in at 100 dpi for 4 rows
-
-    # the delta is against the row above in the table, whichever rows are in it
-    md2 = ablation_sweep.format_markdown(fake_results(("A1", "A5")))
-    assert "| 0.436 | +7.9 |" in md2
-    bad = fake_results(("A1",))
-    del bad[0].metrics["AR10"]
-    with pytest.raises(ablation_sweep.SweepError, match=r"row A1: metrics \['AR10'\] missing"):
-        ablation_sweep.format_csv(bad)
+    # 2 split groups of 5 bars: 1 + 2 * (0.6 + 0.45 * 5) = 6.7 in wide at 100 dpi
+    assert img.shape[:2] == (420, 670)
 
 
-def test_sweep_schedule_scaling_and_arguments():
+def test_sweep_schedule_scaling_and_arguments(tmp_path):
     assert ablation_sweep.scale_schedule(1500, (1100, 1350), 100, 300) == ((220, 270), 20)
     assert ablation_sweep.scale_schedule(1500, (1100, 1350), 100, 1) == ((), 0)
     assert ablation_sweep.scale_schedule(1500, (1100, 1350), 100, 4) == ((3,), 0)
-    args = ablation_sweep.parse_args(["--rows", "A1", "A5", "--max-iter", "2", "--",
+    args = ablation_sweep.parse_args(["--rows", "A5", "A1", "--max-iter", "2", "--",
                                       "MODEL.DEVICE", "cpu"])
-    assert args.rows == ["A1", "A5"] and args.opts == ["MODEL.DEVICE", "cpu"]
+    assert args.rows == ["A5", "A1"] and args.opts == ["MODEL.DEVICE", "cpu"]
+    assert args.seeds == [0] and args.unseen_split == []
     assert args.output_dir == os.path.join("output", "ablation_synthvis")
-    with pytest.raises(SystemExit):
-        ablation_sweep.parse_args(["--rows", "A4"])
-    with pytest.raises(SystemExit):
-        ablation_sweep.parse_args(["--lazy", "--benchmark", "ytvis_2021"])
+    assert ablation_sweep.parse_args([]).rows == list(ablation_sweep.ROWS)
+    assert "A1-demo" not in ablation_sweep.parse_args(["--benchmark", "ytvis_2021"]).rows
+    args = ablation_sweep.parse_args(["--seeds", "0", "1", "--unseen-split", f"s11={tmp_path}@11",
+                                      "--unseen-split", "dev=rel/dev"])
+    assert args.seeds == [0, 1]
+    assert args.unseen_split == [
+        ablation_sweep.UnseenSplit("s11", str(tmp_path), 11),
+        ablation_sweep.UnseenSplit("dev", os.path.abspath("rel/dev"), None)]
+    assert ablation_sweep.reproduce_command(args) == (
+        f"python projects/VIS_Ablation/sweep.py --seeds 0 1 --unseen-split s11={tmp_path}@11 "
+        "--unseen-split dev=rel/dev")
+    for bad in (["--rows", "A6"], ["--rows", "A1", "A1"], ["--seeds", "0", "0"],
+                ["--seeds", "-1"], ["--benchmark", "ytvis_2021", "--rows", "A1-demo"],
+                ["--lazy", "--benchmark", "ytvis_2021"], ["--unseen-split", "s11"],
+                ["--unseen-split", "s 11=x"], ["--unseen-split", "s11=x@eleven"],
+                ["--unseen-split", "s11=x@0"], ["--unseen-split", "a=x", "--unseen-split", "a=y"]):
+        with pytest.raises(SystemExit):
+            ablation_sweep.parse_args(bad)
+    with pytest.raises(ValueError, match="SEED must be >= 0 and not 0"):
+        ablation_sweep.parse_unseen_split("s0=x@0")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -561,69 +760,154 @@ def test_lazy_loaders_with_explicit_arguments(registered_synthvis, tmp_path):
 
 
 class FakeRunSweep(ablation_sweep.Sweep):
-    """The sweep's logic with the trainer processes replaced: a "training" writes
-    model_final.pth and, like the real one, ends with an evaluation; every evaluation writes the
-    results.json given by ``predictions[row]`` (a list of predictions)."""
+    """The sweep's logic with the subprocesses replaced: a "training" writes model_final.pth and,
+    like the real one, ends with an evaluation; every evaluation writes the results.json given
+    by ``predictions(row, seed, split)``; the generator copies ``split_gt`` to its output."""
 
-    def __init__(self, args, predictions):
+    def __init__(self, args, predictions, split_gt):
         super().__init__(args)
-        self.predictions = predictions
+        self.predictions, self.split_gt = predictions, split_gt
         self.calls = []
 
-    def run_command(self, cmd, log_path, what):
+    def run_command(self, cmd, log_path, what, env=None):
+        if "vis_d2.data.synthetic" in cmd:
+            out = cmd[cmd.index("--out") + 1]
+            os.makedirs(out)
+            shutil.copy(self.split_gt, os.path.join(out, "valid.json"))
+            self.calls.append(("generate", None, "generate", None, cmd, env))
+            return
         out_dir = cmd[cmd.index("OUTPUT_DIR") + 1]
-        row = os.path.basename(out_dir)
+        parts = os.path.relpath(out_dir, self.out_dir).split(os.sep)
+        row, seed = parts[0], int(parts[1][len("seed"):])
+        split = parts[2][len("unseen_"):] if len(parts) == 3 else "val"
         kind = "eval" if "--eval-only" in cmd else ("resume" if "--resume" in cmd else "train")
-        self.calls.append((row, kind, cmd))
+        self.calls.append((row, seed, kind, split, cmd, env))
         test_set = cmd[cmd.index("DATASETS.TEST") + 1].strip("(),'\"")
         res = os.path.join(out_dir, "inference", test_set, "results.json")
         os.makedirs(os.path.dirname(res), exist_ok=True)
         with open(res, "w") as f:
-            json.dump(self.predictions[row], f)
+            json.dump(self.predictions(row, seed, split), f)
         if kind != "eval":
             open(os.path.join(out_dir, "model_final.pth"), "wb").close()
 
 
-def test_sweep_reuses_a3_for_a5_and_skips_finished_rows(registered_synthvis, data_root, tmp_path):
+def test_sweep_seeds_splits_and_checkpoint_reuse(registered_synthvis, data_root, tmp_path,
+                                                 monkeypatch):
+    """Rows A1 and A5 over seeds 0 and 1, scored on the config's test set and on an unseen split
+    that the sweep generates: the commands per (row, seed), A5 evaluating A4's checkpoint of the
+    same seed, the unseen split's environment, the tables' means, and --skip-existing."""
+    monkeypatch.setenv("DETECTRON2_DATASETS", str(data_root))  # where the test set's json lies
     gt = json.loads((data_root / "synthvis" / "valid.json").read_text())
     tracks = [{"video_id": a["video_id"], "category_id": a["category_id"], "score": 1.0,
                "segmentations": a["segmentations"]} for a in gt["annotations"]]
-    predictions = {"A1": tracks, "A3": tracks[:3], "A5": tracks}
+    # on the test set: A1 finds one object with seed 0 and every one with seed 1, A5 every one;
+    # on the unseen split every model finds two
+    predictions = lambda row, seed, split: (  # noqa: E731
+        tracks[:2] if split == "s11" else tracks[:1] if (row, seed) == ("A1", 0) else tracks)
+    ap = {k: evaluate_ytvis(gt, tracks[:k])["AP"] for k in (1, 2)}
+    assert ap[1] < ap[2] < 1.0
+    split_root = tmp_path / "splits" / "s11"
+    out = tmp_path / "sweep"
     opts = ["MODEL.DEVICE", "cpu", "DATASETS.TRAIN", f"('{registered_synthvis['train']}',)",
             "DATASETS.TEST", f"('{registered_synthvis['val']}',)"]
 
     def sweep(*extra, max_iter="2"):
-        args = ablation_sweep.parse_args(["--rows", "A1", "A5", "--max-iter", max_iter,
-                                          "--output-dir", str(tmp_path), *extra, "--", *opts])
-        fake = FakeRunSweep(args, predictions)
+        args = ablation_sweep.parse_args([
+            "--rows", "A1", "A5", "--seeds", "0", "1", "--max-iter", max_iter, "--output-dir",
+            str(out), "--unseen-split", f"s11={split_root}@11", *extra, "--", *opts])
+        fake = FakeRunSweep(args, predictions, str(data_root / "synthvis" / "valid.json"))
         ablation_sweep.run_sweep(args, fake)
-        return [(row, kind) for row, kind, _ in fake.calls], fake.calls
+        return [c[:4] for c in fake.calls], fake.calls
 
     calls, full = sweep()
-    # A3 is trained for A5, which only evaluates A3's checkpoint
-    assert calls == [("A1", "train"), ("A3", "train"), ("A5", "eval")]
-    a1_cmd, a5_cmd = full[0][2], full[2][2]
-    # --max-iter 2: both LR steps of the YAML land on the last iteration (dropped) and the
-    # warm-up scales to 0
-    assert a1_cmd[-6:] == ["SOLVER.MAX_ITER", "2", "SOLVER.STEPS", "()",
+    per_seed = lambda k: [("A1", k, "train", "val"), ("A1", k, "eval", "s11"),  # noqa: E731
+                          ("A4", k, "train", "val"), ("A5", k, "eval", "val"),
+                          ("A5", k, "eval", "s11")]
+    # the split first (before any training), then seed by seed; A4 trained for A5
+    assert calls == [("generate", None, "generate", None)] + per_seed(0) + per_seed(1)
+    gen = full[0][4]
+    assert gen[1:] == ["-m", "vis_d2.data.synthetic", "--out", str(split_root / "synthvis"),
+                       "--train-videos", "0", "--val-videos", "40", "--seed", "11",
+                       "--image-set-size", "0", "--msd-set-size", "0"]
+    by = {c[:4]: c for c in full}
+    for k in (0, 1):
+        a1 = by[("A1", k, "train", "val")][4]
+        assert a1[3].endswith("configs/synthvis/R18_A1_paper.yaml")
+        assert a1[a1.index("SEED") + 1] == str(k)
+        assert a1[a1.index("OUTPUT_DIR") + 1] == str(out / "A1" / f"seed{k}")
+        # --max-iter 2: both LR steps land on the last iteration (dropped), no warm-up
+        assert a1[-6:] == ["SOLVER.MAX_ITER", "2", "SOLVER.STEPS", "()",
                            "SOLVER.WARMUP_ITERS", "0"]
-    assert a5_cmd[-2:] == ["MODEL.WEIGHTS", str(tmp_path / "A3" / "model_final.pth")]
-    assert "SOLVER.MAX_ITER" not in a5_cmd
-    rows = list(csv.DictReader(io.StringIO((tmp_path / "ablation.csv").read_text())))
-    assert [(r["row"], float(r["AP"]), r["delta_AP"]) for r in rows] == \
-        [("A1", 1.0, ""), ("A5", 1.0, "0.0")]
-    a3 = json.loads((tmp_path / "A3" / "row_metrics.json").read_text())
-    assert a3["metrics"]["AP"] == pytest.approx(evaluate_ytvis(gt, tracks[:3])["AP"])
-    assert a3["metrics"]["AP"] < 1.0
+        a5 = by[("A5", k, "eval", "val")][4]
+        assert a5[3].endswith("configs/synthvis/R18_A5_bitrack.yaml")
+        assert a5[-2:] == ["MODEL.WEIGHTS", str(out / "A4" / f"seed{k}" / "model_final.pth")]
+        assert a5[a5.index("SEED") + 1] == str(k) and "SOLVER.MAX_ITER" not in a5
+        assert by[("A5", k, "eval", "val")][5] is None  # this process's environment
+        for row, owner in (("A1", "A1"), ("A5", "A4")):
+            cmd, env = by[(row, k, "eval", "s11")][4:]
+            assert env["DETECTRON2_DATASETS"] == str(split_root)
+            assert cmd[cmd.index("OUTPUT_DIR") + 1] == str(out / row / f"seed{k}" / "unseen_s11")
+            assert cmd[-4:] == ["DATASETS.TRAIN", "()", "MODEL.WEIGHTS",
+                                str(out / owner / f"seed{k}" / "model_final.pth")]
+            assert "--eval-only" in cmd and "SOLVER.MAX_ITER" not in cmd
 
-    # --skip-existing with everything done: nothing runs
+    rows = list(csv.DictReader(io.StringIO((out / "ablation.csv").read_text())))
+    got = {(r["row"], r["seed"], r["split"]): float(r["AP"]) for r in rows}
+    val = registered_synthvis["val"]
+    assert got == {("A1", "0", val): pytest.approx(ap[1]), ("A1", "1", val): 1.0,
+                   ("A5", "0", val): 1.0, ("A5", "1", val): 1.0,
+                   ("A1", "0", "s11"): pytest.approx(ap[2]), ("A1", "1", "s11"): pytest.approx(ap[2]),
+                   ("A5", "0", "s11"): pytest.approx(ap[2]), ("A5", "1", "s11"): pytest.approx(ap[2])}
+    md = (out / "ablation.md").read_text(encoding="utf-8")
+    mean, half = (ap[1] + 1.0) / 2, (1.0 - ap[1]) / 2
+    assert f"| A1 | baseline (paper-faithful) |  |  |  |  |  | {mean:.3f} ±{half:.3f} |" in md
+    assert f"| {(1.0 - mean) * 100:+.1f} (A1) | 1.000 / 1.000 |" in md  # A5 against A1
+    assert f"| {ap[2]:.3f} ±0.000 |" in md and f"## {val}" in md and "## s11" in md
+    assert f"--unseen-split s11={split_root}@11" in md
+    saved = json.loads((out / "A5" / "seed1" / "unseen_s11" / "row_metrics.json").read_text())
+    assert saved["metrics"]["AP"] == pytest.approx(ap[2]) and saved["root"] == str(split_root)
+
+    # --skip-existing with everything done: nothing runs, not even the generator
     assert sweep("--skip-existing")[0] == []
-    # A3's metrics lost: A3 resumes, and A5 is evaluated again on the new checkpoint; A1 is kept
-    os.remove(tmp_path / "A3" / "row_metrics.json")
-    assert sweep("--skip-existing")[0] == [("A3", "resume"), ("A5", "eval")]
-    # other settings (--max-iter): the metrics on disk are not reused
-    assert sweep("--skip-existing", max_iter="3")[0] == \
-        [("A1", "resume"), ("A3", "resume"), ("A5", "eval")]
+    # A4 seed 1's metrics lost: it resumes, and A5 seed 1 is evaluated again on both splits
+    os.remove(out / "A4" / "seed1" / "row_metrics.json")
+    assert sweep("--skip-existing")[0] == [("A4", 1, "resume", "val"), ("A5", 1, "eval", "val"),
+                                           ("A5", 1, "eval", "s11")]
+    # one unseen result lost: that evaluation alone
+    os.remove(out / "A1" / "seed0" / "unseen_s11" / "row_metrics.json")
+    assert sweep("--skip-existing")[0] == [("A1", 0, "eval", "s11")]
+    # other settings (--max-iter): nothing on disk is reused
+    resumed = [(r, k, "resume" if kind == "train" else kind, split)
+               for r, k, kind, split in per_seed(0) + per_seed(1)]
+    assert sweep("--skip-existing", max_iter="3")[0] == resumed
+    # without --skip-existing a trained (row, seed)'s checkpoints are not overwritten
+    (out / "A1" / "seed0" / "last_checkpoint").write_text("model_final.pth")
+    with pytest.raises(ablation_sweep.SweepError, match="row A1 seed 0: .* holds the checkpoints"):
+        sweep()
+
+
+def test_sweep_unseen_split_errors(registered_synthvis, data_root, tmp_path, monkeypatch):
+    monkeypatch.setenv("DETECTRON2_DATASETS", str(data_root))
+    opts = ["--", "MODEL.DEVICE", "cpu", "DATASETS.TEST", f"('{registered_synthvis['val']}',)"]
+
+    def prepare(split):
+        args = ablation_sweep.parse_args(["--rows", "A1", "--output-dir", str(tmp_path / "o"),
+                                          "--unseen-split", split, *opts])
+        sweep = ablation_sweep.Sweep(args)
+        sweep.prepare_splits(sweep.rows["A1"])
+
+    # no generator seed: the missing json is named, with the command that writes it
+    with pytest.raises(ablation_sweep.SweepError,
+                       match=r"split s11: .*/none/synthvis/valid.json is missing.*--seed 11"):
+        prepare(f"s11={tmp_path / 'none'}")
+    with pytest.raises(ablation_sweep.SweepError, match="is the config's own test set"):
+        prepare(f"own={data_root}")
+    with pytest.raises(ablation_sweep.SweepError, match="the config's test set has that name"):
+        prepare(f"{registered_synthvis['val']}={tmp_path}@3")
+    monkeypatch.setenv("DETECTRON2_DATASETS", str(tmp_path / "elsewhere"))
+    with pytest.raises(ablation_sweep.SweepError, match="is not under the datasets root"):
+        prepare(f"s11={tmp_path}@3")
+    assert not (tmp_path / "o").exists()  # nothing trained
 
 
 # ---------------------------------------------------------------------------------------------
@@ -650,55 +934,78 @@ def run_sweep(data_root, *args):
     return log
 
 
-def test_sweep_end_to_end_yaml_rows_a1_a5(data_root, tmp_path):
+@pytest.fixture(scope="module")
+def unseen_root(tmp_path_factory):
+    """A DETECTRON2_DATASETS root whose synthvis_val is 2 videos of another generator seed."""
+    root = tmp_path_factory.mktemp("unseen")
+    generate(str(root / "synthvis"), train_videos=0, val_videos=2, seed=6, image_set_size=0,
+             config=SynthConfig(length_range=(4, 6)))
+    return root
+
+
+def test_sweep_end_to_end_yaml_row_a5_on_two_splits(data_root, unseen_root, tmp_path):
+    """A5 trains A4 (on the videos alone: the tiny set has no second source) and evaluates its
+    checkpoint, on synthvis_val and on the unseen split, with the real trainer processes."""
     out = tmp_path / "sweep"
-    log = run_sweep(data_root, "--rows", "A1", "A5", "--max-iter", "1", "--output-dir", str(out),
-                    "--", *TINY)
+    args = ["--rows", "A5", "--max-iter", "1", "--output-dir", str(out), "--unseen-split",
+            f"s6={unseen_root}", "--", *TINY, "DATASETS.TRAIN", "('synthvis_train',)",
+            "DATALOADER.VIS.SOURCE_WEIGHTS", "[]"]
+    log = run_sweep(data_root, *args)
     for name in ("ablation.md", "ablation.csv", "ablation.png"):
         assert (out / name).is_file(), name
-    # A1 and A3 trained (A3 for A5's model); A5 evaluated A3's checkpoint, not trained
-    assert (out / "A1" / "model_final.pth").is_file() and (out / "A3" / "model_final.pth").is_file()
-    assert not (out / "A5" / "model_final.pth").exists()
-    assert "BITRACK: true" in (out / "A5" / "config.yaml").read_text()  # A5's tracker
-    assert f"MODEL.WEIGHTS {out / 'A3' / 'model_final.pth'}" in log
+    # A4 trained (seed 0) for A5, which evaluated A4's checkpoint and was not trained
+    a4, a5 = out / "A4" / "seed0", out / "A5" / "seed0"
+    assert (a4 / "model_final.pth").is_file() and not (a5 / "model_final.pth").exists()
+    assert not (a4 / "unseen_s6").exists()  # A4 is not in the table
+    config = (a5 / "config.yaml").read_text()
+    assert "BITRACK: true" in config and "SEED: 0" in config  # A5's tracker, the seed
+    assert f"MODEL.WEIGHTS {a4 / 'model_final.pth'}" in log
+    # the unseen split's evaluation read its own videos (DETECTRON2_DATASETS=unseen_root)
+    unseen_json = unseen_root / "synthvis" / "valid.json"
+    assert f"from {unseen_json}" in (a5 / "unseen_s6" / "log.txt").read_text()
+    assert f"from {data_root / 'synthvis' / 'valid.json'}" in (a5 / "log.txt").read_text()
 
-    gt = data_root / "synthvis" / "valid.json"
     rows = list(csv.DictReader(io.StringIO((out / "ablation.csv").read_text())))
-    assert [r["row"] for r in rows] == ["A1", "A5"]
-    for r in rows:
-        saved = json.loads((out / r["row"] / "row_metrics.json").read_text())
-        assert saved["dataset"] == "synthvis_val" and saved["trained"] == (r["row"] == "A1")
-        # the table's numbers are the YouTube-VIS metric of the row's results.json
-        metrics = evaluate_ytvis(str(gt), str(out / r["row"] / "inference" / "synthvis_val"
-                                            / "results.json"))
+    assert [(r["row"], r["seed"], r["split"]) for r in rows] == [("A5", "0", "synthvis_val"),
+                                                                ("A5", "0", "s6")]
+    for r, gt, res in [(rows[0], data_root, a5 / "inference"),
+                       (rows[1], unseen_root, a5 / "unseen_s6" / "inference")]:
+        # the table's numbers are the YouTube-VIS metric of the run's results.json
+        metrics = evaluate_ytvis(str(gt / "synthvis" / "valid.json"),
+                                 str(res / "synthvis_val" / "results.json"))
         for m in ablation_sweep.TABLE_METRICS:
-            assert float(r[m]) == pytest.approx(metrics[m]) == pytest.approx(saved["metrics"][m])
-    assert float(rows[1]["delta_AP"]) == pytest.approx((float(rows[1]["AP"])
-                                                        - float(rows[0]["AP"])) * 100)
-    assert rows[1]["checkpoint_from"] == "A3"
-    assert "A3's checkpoint" in (out / "ablation.md").read_text(encoding="utf-8")
+            assert float(r[m]) == pytest.approx(metrics[m])
+    assert rows[0]["checkpoint_from"] == "A4" and rows[0]["trained"] == "0"
+    saved = json.loads((a5 / "row_metrics.json").read_text())
+    assert saved["dataset"] == "synthvis_val" and saved["settings"]["seed"] == 0
+    assert "A4's checkpoint" in (out / "ablation.md").read_text(encoding="utf-8")
 
     # --skip-existing: nothing is rerun, the metrics files are untouched
-    mtimes = {r: (out / r / "row_metrics.json").stat().st_mtime_ns for r in ("A1", "A5")}
-    log = run_sweep(data_root, "--rows", "A1", "A5", "--max-iter", "1", "--output-dir", str(out),
-                    "--skip-existing", "--", *TINY)
-    assert "row A1: metrics exist, skipped" in log and "row A5: metrics exist, skipped" in log
-    assert "train + evaluate:" not in log
-    assert mtimes == {r: (out / r / "row_metrics.json").stat().st_mtime_ns for r in ("A1", "A5")}
+    files = [a4 / "row_metrics.json", a5 / "row_metrics.json",
+             a5 / "unseen_s6" / "row_metrics.json"]
+    mtimes = [f.stat().st_mtime_ns for f in files]
+    log = run_sweep(data_root, "--skip-existing", *args)
+    assert "row A5 seed 0: metrics exist, skipped" in log
+    assert "row A5 seed 0 on s6: metrics exist, skipped" in log
+    assert "train + evaluate:" not in log and ": evaluate:" not in log
+    assert mtimes == [f.stat().st_mtime_ns for f in files]
 
 
 def test_sweep_lazy_row(data_root, tmp_path):
     out = tmp_path / "lazy"
     run_sweep(data_root, "--lazy", "--rows", "A2", "--max-iter", "1", "--output-dir", str(out),
               "--", *LAZY_TINY)
-    saved = json.loads((out / "A2" / "row_metrics.json").read_text())
+    a2 = out / "A2" / "seed0"
+    saved = json.loads((a2 / "row_metrics.json").read_text())
     assert saved["config"] == "projects/VIS_Ablation/configs/A2_tcis.py"
     assert saved["settings"]["mode"] == "lazy" and saved["settings"]["max_iter"] == 1
-    assert (out / "A2" / "model_final.pth").is_file()
+    assert saved["settings"]["seed"] == 0
+    assert (a2 / "model_final.pth").is_file()
     # train.ema of the base row: the average is checkpointed with the model
-    final = torch.load(out / "A2" / "model_final.pth", weights_only=False)
+    final = torch.load(a2 / "model_final.pth", weights_only=False)
     assert int(final["model_ema"]["n_averaged"]) == 1
-    assert (out / "A2" / "inference" / "synthvis_val" / "results.json").is_file()
-    assert "loss_tcis" in (out / "A2" / "train.log").read_text()
+    assert (a2 / "inference" / "synthvis_val" / "results.json").is_file()
+    assert "loss_tcis" in (a2 / "train.log").read_text()
+    assert "seed: 0" in (a2 / "config.yaml").read_text()  # train.seed=0
     rows = list(csv.DictReader(io.StringIO((out / "ablation.csv").read_text())))
-    assert [r["row"] for r in rows] == ["A2"] and rows[0]["delta_AP"] == ""
+    assert [(r["row"], r["seed"]) for r in rows] == [("A2", "0")] and rows[0]["delta_AP"] == ""

@@ -8,7 +8,7 @@ Run from the repository root (datasets resolve against ./datasets, outputs go to
     python projects/VIS_Ablation/train_net.py --config-file ... train.max_iter=100 train.device=cpu
     python projects/VIS_Ablation/train_net.py --config-file ... --resume
     python projects/VIS_Ablation/train_net.py --config-file .../A5_bitrack.py --eval-only \\
-        train.init_checkpoint=output/vis_ablation/A3_multitask/model_final.pth
+        train.init_checkpoint=output/vis_ablation/A4_msd/model_final.pth
     python projects/VIS_Ablation/train_net.py --config-file ... --num-gpus 2   # DDP, gloo on CPU
 
 The config provides ``model``, ``dataloader.{train,test,evaluator}``, ``optimizer``,

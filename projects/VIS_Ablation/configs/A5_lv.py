@@ -1,0 +1,11 @@
+"""Ablation row A5+LV: A5 + label voting (paper Sec. 3.5.4), the LazyConfig twin of
+``configs/synthvis/R18_A5_lv.yaml``. Inference only: evaluated from A4's checkpoint, as A5.
+"""
+from vis_d2.tracking import VideoTracker
+
+from .A1_baseline import from_yaml, yaml_config
+from .A5_bitrack import dataloader, lr_multiplier, model, optimizer, train
+
+tracker = from_yaml(VideoTracker, yaml_config("R18_A5_lv.yaml"))
+
+train.output_dir = "output/vis_ablation/A5_lv"
