@@ -9,16 +9,16 @@ import numpy as np
 import pytest
 import torch
 
-from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.checkpoint import DetectionCheckpointer
+from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.modeling import build_model
 from detectron2.utils.events import EventStorage
 
 from vis_d2.config import get_vis_cfg
-from vis_d2.data import VideoPairDatasetMapper, load_ytvis_json, mix_training_sources
+from vis_d2.data import VideoPairDatasetMapper, mix_training_sources
 from vis_d2.data.builtin import builtin_pseudo_label_name, register_all_ytvis
 from vis_d2.data.synthetic import SynthConfig, generate
-from vis_d2.data.ytvis import register_pseudo_labels, register_ytvis_instances
+from vis_d2.data.ytvis import register_pseudo_labels
 from vis_d2.file_io import atomic_write_json
 from vis_d2.pseudo_labels import (PseudoLabelFilter, PseudoTrack, pseudo_label_json,
                                   read_split_json, warn_if_leaks)
@@ -289,3 +289,54 @@ def test_command_warns_on_a_split_with_ground_truth_and_refuses_bad_input(
     with pytest.raises(SystemExit):
         command.main(["--models", CONFIG, "--dataset", "synthvis_val", "--output", "p.txt"])
     assert "are a json file" in capsys.readouterr().err
+
+
+# ---- the configs that train on pseudo labels ---------------------------------------------------
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TRAINING_KEYS = ("DATASETS.TRAIN", "DATALOADER.VIS.SOURCE_WEIGHTS", "OUTPUT_DIR")
+
+
+def _flat(cfg, prefix=""):
+    out = {}
+    for k, v in cfg.items():
+        if isinstance(v, dict):
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+@pytest.mark.parametrize("config, base", [
+    ("ytvis_2021/B4_S101_FPN_pseudo.yaml", "ytvis_2021/B1_S101_FPN.yaml"),
+    ("ytvis_2021/B5_SwinS_FPN_pseudo.yaml", "ytvis_2021/B2_SwinS_FPN.yaml"),
+    ("synthvis/R18_demo_pseudo.yaml", "synthvis/R18_demo.yaml"),
+])
+def test_pseudo_label_configs_are_their_base_plus_the_pseudo_set(config, base):
+    """B4 / B5 retrain B1 / B2 (same model, schedule and inference) with the pseudo-labelled set
+    added to the training data; nothing else changes."""
+    cfg = get_vis_cfg(os.path.join(REPO, "configs", config), ["MODEL.DEVICE", "cpu"])
+    ref = get_vis_cfg(os.path.join(REPO, "configs", base), ["MODEL.DEVICE", "cpu"])
+    a, b = _flat(cfg), _flat(ref)
+    assert {k for k in a if a[k] != b[k]} <= set(TRAINING_KEYS)
+    assert cfg.DATASETS.TRAIN[:-1] == ref.DATASETS.TRAIN
+    assert cfg.DATASETS.TRAIN[-1].endswith("_pseudo") and cfg.OUTPUT_DIR != ref.OUTPUT_DIR
+    weights = cfg.DATALOADER.VIS.SOURCE_WEIGHTS
+    assert not weights or (len(weights) == len(cfg.DATASETS.TRAIN)
+                           and list(weights[:-1]) == list(ref.DATALOADER.VIS.SOURCE_WEIGHTS))
+
+
+def test_b4_builds_and_its_pseudo_set_registers_when_the_file_exists(tmp_path, restore_catalogs):
+    pytest.importorskip("timm")
+    cfg = get_vis_cfg(os.path.join(REPO, "configs/ytvis_2021/B4_S101_FPN_pseudo.yaml"),
+                      TINY_OPTS + ["MODEL.WEIGHTS", ""])
+    assert sum(p.numel() for p in build_model(cfg).parameters()) > 0
+    assert "ytvis_2021_val_pseudo" not in register_all_ytvis(str(tmp_path))
+    from vis_d2.data.categories import YTVIS_2021_CATEGORIES
+    path = tmp_path / "ytvis_2021" / "pseudo_valid.json"
+    atomic_write_json(str(path), {"videos": [], "categories": YTVIS_2021_CATEGORIES,
+                                  "annotations": []})
+    assert "ytvis_2021_val_pseudo" in register_all_ytvis(str(tmp_path))
+    meta = MetadataCatalog.get("ytvis_2021_val_pseudo")
+    assert meta.image_root == str(tmp_path / "ytvis_2021" / "valid" / "JPEGImages")
+    assert meta.weak_segmentation is True and meta.taxonomy == "ytvis_2021"
+    assert meta.thing_classes == MetadataCatalog.get("ytvis_2021_train").thing_classes

@@ -4,8 +4,8 @@ All paths are under the ``DETECTRON2_DATASETS`` environment variable (default ``
 see ``datasets/README.md`` for the expected layout. Registration is lazy: the real benchmarks'
 jsons are read only on ``DatasetCatalog.get``; their metadata comes from ``categories.py`` so it
 is known even when the files are absent. The synthetic benchmark, the ``_sub`` splits and the
-pseudo-label sets (``_pseudo``) are registered only when their jsons exist at import time. Re-importing (or calling
-:func:`register_all_ytvis` again with the same root) is a no-op.
+pseudo-label sets (``_pseudo``) are registered only when their jsons exist at import time.
+Re-importing (or calling :func:`register_all_ytvis` again with the same root) is a no-op.
 """
 import json
 import logging
