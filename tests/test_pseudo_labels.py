@@ -172,7 +172,9 @@ def test_train_plus_pseudo_labels_trains_no_mask_from_them(scripted_pseudo):
     assert stats[1].weak_segmentation and stats[1].without_mask == stats[1].mapped > 0
     assert not any(a.get("mask_valid") is False for r in sources[0] for f in r["annotations"]
                    for a in f)
-    cfg = get_vis_cfg(CONFIG, TINY_OPTS + ["INPUT.MASK_FORMAT", "bitmask"])
+    cfg = get_vis_cfg(CONFIG, TINY_OPTS + ["INPUT.MASK_FORMAT", "bitmask",
+                                           "MODEL.VIS.TCIS.ENABLED", "True",
+                                           "MODEL.VIS.SEMSEG.ENABLED", "True"])
     torch.manual_seed(0)
     mapper = VideoPairDatasetMapper(cfg)
     pair = mapper(sources[1][0])
@@ -184,7 +186,7 @@ def test_train_plus_pseudo_labels_trains_no_mask_from_them(scripted_pseudo):
     with EventStorage(0):
         losses = model([pair, pair])
     present = [k for k in MASK_LOSSES if k in losses]
-    assert "loss_mask" in present
+    assert {"loss_mask", "loss_tcis", "loss_semseg"} <= set(present)
     for k in present:
         assert losses[k].item() == 0.0, k
     sum(losses[k] for k in present).backward(retain_graph=True)
