@@ -171,6 +171,18 @@ def add_vis_config(cfg):
     _C.TEST.VIS.SCALES = (1.0,)
     # Boxes of one class from several scales or models merge above this IoU (ensemble-boxes').
     _C.TEST.VIS.FUSION_IOU_THRESH = 0.55
+    # Pseudo labels (paper Sec. 3.5.3; python -m vis_d2.pseudo_labels): the boxes of the tracks
+    # the tracker followed and the detector was sure of (vis_d2.pseudo_labels.selection).
+    _C.TEST.VIS.PSEUDO = CN()
+    # Frames with a detection of the track; 3 means matched at least twice, since one match can
+    # join two false positives of neighbouring frames by chance.
+    _C.TEST.VIS.PSEUDO.MIN_TRACK_LENGTH = 3
+    # The track's mean per-frame score (its score before MODEL.VIS.TRACKER.SCORE_COVERAGE_EXP);
+    # 0.5: the detector, on average, gives the class more probability than all else together.
+    _C.TEST.VIS.PSEUDO.MIN_TRACK_SCORE = 0.5
+    # A kept track's boxes scoring below this are left out; 0.0 keeps every box the tracker
+    # matched (above MODEL.VIS.TRACKER.SCORE_THRESH): its hard frames are what tracking adds.
+    _C.TEST.VIS.PSEUDO.MIN_BOX_SCORE = 0.0
 
     # ---- optimisation --------------------------------------------------------------------------
     # "SGD" is detectron2's optimizer (the paper's). "ADAMW" is for models trained from scratch

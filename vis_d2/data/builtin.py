@@ -3,9 +3,9 @@
 All paths are under the ``DETECTRON2_DATASETS`` environment variable (default ``./datasets``);
 see ``datasets/README.md`` for the expected layout. Registration is lazy: the real benchmarks'
 jsons are read only on ``DatasetCatalog.get``; their metadata comes from ``categories.py`` so it
-is known even when the files are absent. The synthetic benchmark and the ``_sub`` splits are
-registered only when their jsons exist at import time. Re-importing (or calling
-:func:`register_all_ytvis` again with the same root) is a no-op.
+is known even when the files are absent. The synthetic benchmark, the ``_sub`` splits and the
+pseudo-label sets (``_pseudo``) are registered only when their jsons exist at import time.
+Re-importing (or calling :func:`register_all_ytvis` again with the same root) is a no-op.
 """
 import json
 import logging
@@ -18,9 +18,9 @@ from detectron2.utils.file_io import PathManager
 
 from .categories import OVIS_CATEGORIES, YTVIS_2019_CATEGORIES, YTVIS_2021_CATEGORIES
 from .openimages import register_openimages
-from .ytvis import categories_to_metadata, register_ytvis_instances
+from .ytvis import categories_to_metadata, register_pseudo_labels, register_ytvis_instances
 
-__all__ = ["register_all_ytvis", "register_all_openimages"]
+__all__ = ["register_all_ytvis", "register_all_openimages", "builtin_pseudo_label_name"]
 
 logger = logging.getLogger(__name__)
 
@@ -56,6 +56,19 @@ _PREDEFINED_VIDEO_SPLITS = {
 _SYNTHVIS_VIDEO_SPLITS = {
     "synthvis_train": ("synthvis/train.json", "synthvis/JPEGImages"),
     "synthvis_val": ("synthvis/valid.json", "synthvis/JPEGImages"),
+    # Unlabeled videos to pseudo-label (docs/INFERENCE.md, "Pseudo labels"): the generator's
+    # videos of another seed, in a folder of their own, with the annotations stripped.
+    "synthvis_unlabeled": ("synthvis_unlabeled/unlabeled.json", "synthvis_unlabeled/JPEGImages"),
+}
+
+# Pseudo labels written by ``python -m vis_d2.pseudo_labels`` (paper Sec. 3.5.3): name: (json,
+# the split they label). Each has that split's image root and taxonomy and weak segmentation
+# (box-only: no mask trains from them).
+_PSEUDO_LABEL_SPLITS = {
+    "ytvis_2019_val_pseudo": ("ytvis_2019/pseudo_valid.json", "ytvis_2019_val"),
+    "ytvis_2021_val_pseudo": ("ytvis_2021/pseudo_valid.json", "ytvis_2021_val"),
+    "synthvis_unlabeled_pseudo": ("synthvis_unlabeled/pseudo_unlabeled.json",
+                                  "synthvis_unlabeled"),
 }
 # COCO format: name: (json, image root, taxonomy, weak segmentation).
 _SYNTHVIS_IMAGE_SPLITS = {
@@ -131,6 +144,33 @@ def _register_video(name, json_file, image_root, categories, has_gt, taxonomy) -
         register_ytvis_instances(name, metadata, json_file, image_root)
 
 
+def _register_pseudo(name, json_file, image_root, categories, taxonomy) -> None:
+    metadata = dict(categories_to_metadata(categories), has_gt=True, taxonomy=taxonomy)
+    full = dict(metadata, json_file=json_file, image_root=image_root, evaluator_type="ytvis",
+                weak_segmentation=True, pseudo_labels=True)
+    if not _already_registered(name, full):
+        register_pseudo_labels(name, json_file, image_root, metadata)
+
+
+def _labelled_split(source: str):
+    """(image root relative to the datasets root, taxonomy) of a builtin video split."""
+    if source in _PREDEFINED_VIDEO_SPLITS:
+        _, image_rel, categories, _ = _PREDEFINED_VIDEO_SPLITS[source]
+        return image_rel, _taxonomy(categories)
+    return _SYNTHVIS_VIDEO_SPLITS[source][1], "synthvis"
+
+
+def builtin_pseudo_label_name(json_file: str, root: str) -> Optional[str]:
+    """The builtin dataset name that registers ``json_file`` as the pseudo labels of its split
+    when the datasets root is ``root`` (e.g. ``ytvis_2021_val_pseudo`` for
+    ``<root>/ytvis_2021/pseudo_valid.json``), or None."""
+    target = os.path.realpath(json_file)
+    for name, (json_rel, _) in _PSEUDO_LABEL_SPLITS.items():
+        if os.path.realpath(os.path.join(root, json_rel)) == target:
+            return name
+    return None
+
+
 def _register_coco(name, json_file, image_root, categories, taxonomy, weak) -> None:
     metadata = dict(categories_to_metadata(categories), taxonomy=taxonomy,
                     weak_segmentation=weak)
@@ -201,6 +241,15 @@ def register_all_ytvis(root: str) -> List[str]:
                 cats = header["categories"]
             name = f"{prefix}_{split}_sub"
             _register_video(name, json_file, os.path.join(root, image_rel), cats, True, prefix)
+            names.append(name)
+
+    for name, (json_rel, source) in _PSEUDO_LABEL_SPLITS.items():
+        json_file = os.path.join(root, json_rel)
+        header = PathManager.exists(json_file) and _read_json_header(json_file)
+        if header:
+            image_rel, taxonomy = _labelled_split(source)
+            _register_pseudo(name, json_file, os.path.join(root, image_rel),
+                             header["categories"], taxonomy)
             names.append(name)
     return names
 

@@ -9,6 +9,10 @@ YouTube-VIS 2019/2021/2022 and OVIS share one json format::
                       "bboxes": [[x, y, w, h] | null] * length,
                       "areas": [float | null] * length}, ...]}   # absent/null on test splits
 
+A box-only ("detection only") annotation has a null segmentation in every frame and its boxes in
+``bboxes`` (the pseudo labels of :mod:`vis_d2.pseudo_labels`): its instances carry no
+``segmentation``, so they train no mask.
+
 :func:`load_ytvis_json` turns it into one *video record* per video (the dict every vis_d2
 mapper reads, see :mod:`vis_d2.data.video_record`): per-frame lists of instances, each carrying
 its track id (the json annotation id) and a contiguous category id. Frame files are not touched
@@ -34,6 +38,7 @@ __all__ = [
     "YTVISFormatError",
     "categories_to_metadata",
     "load_ytvis_json",
+    "register_pseudo_labels",
     "register_ytvis_instances",
 ]
 
@@ -464,3 +469,22 @@ def register_ytvis_instances(name: str, metadata: dict, json_file, image_root) -
     MetadataCatalog.get(name).set(
         **{"evaluator_type": "ytvis", **metadata, "json_file": json_file, "image_root": image_root}
     )
+
+
+def register_pseudo_labels(name: str, json_file, image_root, metadata: Optional[dict] = None
+                           ) -> None:
+    """
+    Register a pseudo-label json (box-only, written by ``python -m vis_d2.pseudo_labels``) as a
+    training set whose instances train no mask: ``weak_segmentation=True``, so mixing marks each
+    annotation ``"mask_valid": False`` (:mod:`vis_d2.data.mixing`) and no mask, TCIS or semantic
+    loss comes from them (paper Sec. 3.5.3: "pseudo-label (only detection)").
+
+    Args:
+        name: dataset name, e.g. "ytvis_2021_val_pseudo".
+        json_file: the pseudo-label json.
+        image_root: the image root of the split it labels (its ``file_names`` are that split's).
+        metadata: extra metadata, e.g. ``taxonomy`` (the labelled split's, so the class maps of
+            mixing apply); ``weak_segmentation`` and ``pseudo_labels`` are always True.
+    """
+    register_ytvis_instances(name, dict(metadata or {}, weak_segmentation=True,
+                                        pseudo_labels=True), json_file, image_root)
