@@ -219,8 +219,8 @@ benchmark = _load_tool("benchmark")
 def test_benchmark_has_one_subcommand_per_measurement():
     parser = benchmark.build_parser()
     sections = parser._subparsers._group_actions[0].choices
-    assert sorted(sections) == ["bf16", "bitrack", "clip", "infer", "predict_memory", "profile",
-                                "scaling", "train", "ytvis_eval"]
+    assert sorted(sections) == ["bf16", "bitrack", "clip", "fusion", "infer", "predict_memory",
+                                "profile", "scaling", "train", "ytvis_eval"]
     with pytest.raises(SystemExit):
         parser.parse_args(["layout"])
 
