@@ -58,12 +58,17 @@ def test_forward_break_is_repaired():
         0: [0, 1, 2, 3, 4], 1: [5, 6, 7, 8, 9]}
     assert {t.track_id: t.frames() for t in tracker.track(frames, reverse=True)} == {
         0: list(range(10))}
-    merged = bitrack(frames, tracker, iou_thresh=0.5)
+    merged = bitrack(frames, tracker, iou_thresh=0.5, mode="disjoint")
     # The paper's Algorithm 2 would also output forward tracklet 1 (frames 5-9) next to the
     # merge, duplicating those detections; here it is emptied and dropped.
     assert layout(merged) == {0: [(t, 0) for t in range(10)]}
-    preds = VideoTracker(momentum=0.5, bitrack=True).predict(frames, video_id=5)
+    preds = VideoTracker(momentum=0.5, bitrack=True, bitrack_merge="disjoint").predict(
+        frames, video_id=5)
     assert len(preds) == 1 and all(s is not None for s in preds[0]["segmentations"])
+    # Algorithm 2 as written: the merged track, and forward tracklet 1 once more
+    preds = VideoTracker(momentum=0.5, bitrack=True, bitrack_merge="paper").predict(
+        frames, video_id=5)
+    assert sorted(sum(s is not None for s in p["segmentations"]) for p in preds) == [5, 10]
     assert len(VideoTracker(momentum=0.5).predict(frames, video_id=5)) == 2
 
 
@@ -73,6 +78,7 @@ def test_bitrack_config_switch():
 
     cfg = add_vis_config(get_cfg())
     cfg.MODEL.VIS.TRACKER.MOMENTUM = 0.5
+    cfg.MODEL.VIS.TRACKER.BITRACK_MERGE = "disjoint"
     frames = broken_forward_video()
 
     def num_tracks():
@@ -91,7 +97,7 @@ def test_bitrack_config_switch():
 def test_separate_objects_stay_apart():
     frames = [frame([([0, 0, 20, 20], 0.9, 0, np.array([10.0, 0])),
                      ([100, 0, 120, 20], 0.8, 0, np.array([0, 10.0]))]) for _ in range(8)]
-    merged = bitrack(frames, VideoTracker().online(), iou_thresh=0.5)
+    merged = bitrack(frames, VideoTracker().online(), iou_thresh=0.5, mode="disjoint")
     assert layout(merged) == {0: [(t, 0) for t in range(8)], 1: [(t, 1) for t in range(8)]}
 
 
@@ -99,7 +105,7 @@ def test_pair_without_valid_frame_never_merges():
     frames = [frame([([0, 0, 20, 20], 0.9, 0, np.array([10.0, 0]))]) for _ in range(6)]
     f = tracklet(frames, 0, {0: 0, 1: 0, 2: 0})
     b = tracklet(frames, 0, {3: 0, 4: 0, 5: 0})
-    out = merge_bidirectional([f], [b], frames, iou_thresh=0.0)
+    out = merge_bidirectional([f], [b], frames, iou_thresh=0.0, mode="disjoint")
     assert layout(out) == {0: [(0, 0), (1, 0), (2, 0)], 1: [(3, 0), (4, 0), (5, 0)]}
 
 
@@ -123,7 +129,8 @@ def test_mean_iou_threshold(thresh, expected):
     frames = threshold_frames()
     f = tracklet(frames, 0, {0: 0, 1: 0})
     b = tracklet(frames, 0, {0: 0, 1: 1})
-    assert layout(merge_bidirectional([f], [b], frames, iou_thresh=thresh)) == expected
+    out = merge_bidirectional([f], [b], frames, iou_thresh=thresh, mode="disjoint")
+    assert layout(out) == expected
 
 
 def test_absorbs_backward_tracklets_against_the_growing_merge():
@@ -140,11 +147,11 @@ def test_absorbs_backward_tracklets_against_the_growing_merge():
     f = tracklet(frames, 0, {t: 0 for t in range(5)})
     b1 = tracklet(frames, 0, {t: 0 for t in range(8)})
     b2 = tracklet(frames, 1, {6: 1, 7: 1, 8: 0, 9: 0})
-    out = merge_bidirectional([f], [b1, b2], frames, iou_thresh=0.5)
+    out = merge_bidirectional([f], [b1, b2], frames, iou_thresh=0.5, mode="disjoint")
     assert layout(out) == {0: [(0, 0), (1, 0), (2, 0), (3, 0), (4, 0), (5, 0), (6, 1), (7, 1),
                                (8, 0), (9, 0)]}
     # checked against f alone (no growth) b2 would stay a separate track
-    out = merge_bidirectional([f], [b2], frames, iou_thresh=0.5)
+    out = merge_bidirectional([f], [b2], frames, iou_thresh=0.5, mode="disjoint")
     assert len(out) == 2
 
 
@@ -191,7 +198,7 @@ def test_no_detection_in_two_tracks(seed):
     fwd_dets = set().union(*parts(fwd))
     assert fwd_dets == set().union(*parts(bwd))      # both directions track every detection
 
-    merged = bitrack(frames, tracker, iou_thresh=0.5)
+    merged = bitrack(frames, tracker, iou_thresh=0.5, mode="disjoint")
     seen = set()
     for i, trk in enumerate(merged):
         assert trk.track_id == i and len(trk) > 0
@@ -207,21 +214,21 @@ def test_no_detection_in_two_tracks(seed):
 
 
 def test_empty_video():
-    assert bitrack([], VideoTracker().online(), 0.5) == []
+    assert bitrack([], VideoTracker().online(), 0.5, mode="disjoint") == []
     frames = [FrameDetections.empty(4) for _ in range(6)]
-    assert bitrack(frames, VideoTracker().online(), 0.5) == []
-    assert merge_bidirectional([], [], frames, 0.5) == []
+    assert bitrack(frames, VideoTracker().online(), 0.5, mode="disjoint") == []
+    assert merge_bidirectional([], [], frames, 0.5, mode="disjoint") == []
 
 
 def test_bad_inputs():
     frames = threshold_frames()
     with pytest.raises(TrackingInputError, match="BITRACK_IOU_THRESH"):
-        bitrack(frames, VideoTracker().online(), iou_thresh=1.5)
+        bitrack(frames, VideoTracker().online(), iou_thresh=1.5, mode="disjoint")
     bad = tracklet(frames + frames, 3, {3: 0})
     with pytest.raises(TrackingInputError, match="forward tracklet 3 has frames 3..3 outside"):
-        merge_bidirectional([bad], [], frames, 0.5)
+        merge_bidirectional([bad], [], frames, 0.5, mode="disjoint")
     with pytest.raises(TrackingInputError, match="frame 1 is a dict"):
-        bitrack([frames[0], {}], VideoTracker().online(), 0.5)
+        bitrack([frames[0], {}], VideoTracker().online(), 0.5, mode="disjoint")
 
 
 def figure4_video():
@@ -250,7 +257,6 @@ def test_figure4_each_direction_repairs_the_other():
     assert layout(paper) == {0: a, 1: b, 2: b, 3: a[5:]}
     # vis_d2's variant: one track per object
     assert layout(merge_bidirectional(fwd, bwd, frames, 0.5, mode="disjoint")) == {0: a, 1: b}
-    assert layout(merge_bidirectional(fwd, bwd, frames, 0.5)) == {0: a, 1: b}  # the default
 
 
 def test_paper_merge_keeps_the_forward_detection_where_both_have_one():
@@ -282,9 +288,9 @@ def test_merge_mode_setting():
     from vis_d2.config import add_vis_config
 
     cfg = add_vis_config(get_cfg())
-    assert cfg.MODEL.VIS.TRACKER.BITRACK_MERGE == "disjoint"
-    cfg.MODEL.VIS.TRACKER.BITRACK_MERGE = "paper"
-    assert VideoTracker.from_config(cfg).bitrack_merge == "paper"
+    assert cfg.MODEL.VIS.TRACKER.BITRACK_MERGE == "paper"  # it measured best (bitrack.py)
+    cfg.MODEL.VIS.TRACKER.BITRACK_MERGE = "disjoint"
+    assert VideoTracker.from_config(cfg).bitrack_merge == "disjoint"
     with pytest.raises(TrackingInputError, match=r"BITRACK_MERGE\) must be one of \['paper', "
                        r"'disjoint'\], got 'Paper'"):
         VideoTracker(bitrack_merge="Paper")
@@ -316,7 +322,7 @@ def test_disjoint_merge_compares_only_tracklets_that_meet(seed, monkeypatch):
            for i, s in enumerate(range(-shift, n, 3)) if s + 3 > 0]
     for trk in bwd:
         trk._dets = {t: d for t, d in trk._dets.items() if t >= 0}
-    out = merge_bidirectional(fwd, bwd, frames, 0.5)
+    out = merge_bidirectional(fwd, bwd, frames, 0.5, mode="disjoint")
     assert sorted(p for trk in out for p in layout([trk])[trk.track_id]) == \
         [(t, 0) for t in range(n)]                              # every detection once
     assert len(out) == len(fwd)         # every backward tracklet absorbed by a forward one

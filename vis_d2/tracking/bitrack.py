@@ -25,7 +25,22 @@ merges to fill the frames one direction missed (Fig. 4), not to re-pick detectio
 Output order in both modes: forward tracklets by id (merged or not; in "paper" mode one output
 per merge), then unmatched backward tracklets by id; ids are renumbered 0..M-1 in that order.
 
-Which mode is the default is measured (docs/BENCHMARKS.md, "BiTrack merge modes").
+The default is "paper" (``VideoTracker.bitrack_merge``): measured against forward-only tracking
+and each other on two demo-recipe A3 models (R18, 800 steps, seeds 0 and 1), official-metric AP
+on ``synthvis_val`` / the unseen seed-11 split, by ``tools/sweep_postprocess.py --variants '{}'
+'{"bitrack": true, "bitrack_merge": "paper"}' '{"bitrack": true, "bitrack_merge": "disjoint"}'``:
+
+==========  ===============  ===============  ===============  ===============
+AP          seed 0 val       seed 0 s11       seed 1 val       seed 1 s11
+==========  ===============  ===============  ===============  ===============
+forward     0.385            0.349            0.436            0.392
+paper       0.386 (+0.1)     0.339 (-1.0)     0.434 (-0.2)     0.391 (-0.1)
+disjoint    0.356 (-2.9)     0.296 (-5.3)     0.404 (-3.2)     0.374 (-1.8)
+==========  ===============  ===============  ===============  ===============
+
+"disjoint" loses in every case, AP50 and AR1 with it; "paper" is level with forward-only
+tracking on these models. Why BiTrack does not add AP here is the ablation's question
+(docs/ABLATION.md).
 
 Cost: a pair is compared only over the frames both cover, and only where their frame spans
 meet, so time and memory follow the number of overlapping pairs, not tracks x frames.
@@ -66,10 +81,6 @@ def _mean_iou(a: _Arrays, b: _Arrays) -> float:
     return float(iou.astype(np.float64).sum() / len(ia))
 
 
-def _spans_meet(a: Tuple[int, int], b: Tuple[int, int]) -> bool:
-    return a[0] <= b[1] and b[0] <= a[1]
-
-
 def _check_tracklets(forward, backward, num_frames: int) -> None:
     for name, group in (("forward", forward), ("backward", backward)):
         for trk in group:
@@ -83,16 +94,17 @@ def _check_tracklets(forward, backward, num_frames: int) -> None:
 def _merge_paper(forward: Sequence[Tracklet], backward: Sequence[Tracklet],
                  iou_thresh: float) -> List[Dict[int, TrackedDetection]]:
     back = [_Arrays(dict(b.items())) for b in backward]
+    back_spans = np.array([b.span for b in back], dtype=np.int64).reshape(-1, 2)
     used_back = np.zeros(len(backward), dtype=bool)
     merges, unmatched_forward = [], []
     for f in forward:
         fa = _Arrays(dict(f.items()))
+        lo, hi = fa.span
         matched = False
-        for j, b in enumerate(backward):
-            if used_back[j] or not _spans_meet(fa.span, back[j].span):
-                continue
+        # in id order, the unmatched backward tracklets whose spans meet f's
+        for j in np.flatnonzero(~used_back & (back_spans[:, 0] <= hi) & (back_spans[:, 1] >= lo)):
             if _mean_iou(fa, back[j]) > iou_thresh:
-                merges.append({**dict(b.items()), **dict(f.items())})  # f's detection wins
+                merges.append({**dict(backward[j].items()), **dict(f.items())})  # f's wins
                 used_back[j] = matched = True
         if not matched:
             unmatched_forward.append(dict(f.items()))
@@ -139,7 +151,7 @@ def _merge_disjoint(forward: Sequence[Tracklet], backward: Sequence[Tracklet],
 
 def merge_bidirectional(forward: Sequence[Tracklet], backward: Sequence[Tracklet],
                         frames: Sequence[FrameDetections], iou_thresh: float,
-                        mode: str = "disjoint") -> List[Tracklet]:
+                        mode: str) -> List[Tracklet]:
     """Merge forward and backward tracklets of the same cached video (see module doc).
 
     Args:
@@ -166,7 +178,7 @@ def merge_bidirectional(forward: Sequence[Tracklet], backward: Sequence[Tracklet
 
 
 def bitrack(frames: Sequence[FrameDetections], tracker: OnlineTracker,
-            iou_thresh: float, mode: str = "disjoint") -> List[Tracklet]:
+            iou_thresh: float, mode: str) -> List[Tracklet]:
     """Run ``tracker`` forward and backward over the cached ``frames`` and merge the results.
 
     Args:

@@ -94,7 +94,7 @@ class VideoTracker:
     label_vote_score_weighted: bool = False
     bitrack: bool = False
     bitrack_iou_thresh: float = 0.5
-    bitrack_merge: str = "disjoint"
+    bitrack_merge: str = "paper"
     max_dets_per_frame: int = 20
     score_coverage_exp: float = 0.0
     track_nms_thresh: float = 0.0
