@@ -317,3 +317,27 @@ def test_cli(tmp_path, capsys):
     assert stats["msd"]["images"] == 2 and "second source: 2 images" in printed
     videos = _load(paths["train_json"])["videos"]
     assert stats["train"]["frames"] == sum(v["length"] for v in videos)
+
+
+def test_cli_frame_and_object_sizes_give_every_area_range(tmp_path):
+    """Larger frames and a wide object-size range: the metric's small (< 32^2), medium and large
+    (> 96^2) objects all occur (the default set has only small ones); a size that cannot fit the
+    frames is refused."""
+    out = str(tmp_path / "scales")
+    paths = synth.main(["--out", out, "--train-videos", "0", "--val-videos", "12", "--seed", "4",
+                        "--image-set-size", "0", "--msd-set-size", "0",
+                        "--frame-width", "480", "640", "--frame-height", "320", "360",
+                        "--object-size", "16", "240"])
+    data = _load(paths["valid_json"])
+    assert all(480 <= v["width"] <= 640 and 320 <= v["height"] <= 360 for v in data["videos"])
+    # the metric's area of a track: the mean of its frames' areas where it is present
+    areas = [np.mean([a for a in ann["areas"] if a]) for ann in data["annotations"]]
+    ranges = {"small": sum(a < 32 ** 2 for a in areas),
+              "medium": sum(32 ** 2 <= a < 96 ** 2 for a in areas),
+              "large": sum(a >= 96 ** 2 for a in areas)}
+    assert min(ranges.values()) >= 1, ranges
+    with pytest.raises(ValueError, match=r"objects up to 300 px do not fit frames from "
+                                         r"256x160 px"):
+        synth.SynthConfig(size_range=(20.0, 300.0))
+    with pytest.raises(SystemExit):
+        synth.main(["--out", str(tmp_path / "z"), "--object-size", "20", "300"])

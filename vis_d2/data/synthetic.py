@@ -195,6 +195,12 @@ class SynthConfig:
         if self.min_visible_area < 1:
             raise ValueError(
                 f"SynthConfig.min_visible_area must be >= 1, got {self.min_visible_area}")
+        # An object starts with its centre 0.4 extents inside the frame on every side.
+        if 0.8 * self.size_range[1] > min(self.width_range[0], self.height_range[0]):
+            raise ValueError(
+                f"SynthConfig.size_range: objects up to {self.size_range[1]:g} px do not fit "
+                f"frames from {self.width_range[0]}x{self.height_range[0]} px; the largest "
+                "extent may be 1.25 x the smallest frame side")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -966,12 +972,24 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, str]:
                              "--image-set-size")
     parser.add_argument("--msd-weak-share", type=float, default=0.3,
                         help="share of the second source's images with noisy or missing masks")
+    default = SynthConfig()
+    parser.add_argument("--frame-width", type=int, nargs=2, metavar=("LO", "HI"),
+                        default=default.width_range, help="frame width range in pixels")
+    parser.add_argument("--frame-height", type=int, nargs=2, metavar=("LO", "HI"),
+                        default=default.height_range, help="frame height range in pixels")
+    parser.add_argument("--object-size", type=float, nargs=2, metavar=("LO", "HI"),
+                        default=default.size_range,
+                        help="object extent range in pixels (larger frames and a wide range give "
+                             "the metric's small, medium and large objects)")
     args = parser.parse_args(argv)
     t0 = time.perf_counter()
     try:
+        config = SynthConfig(width_range=tuple(args.frame_width),
+                             height_range=tuple(args.frame_height),
+                             size_range=tuple(args.object_size))
         paths = generate(args.out, args.train_videos, args.val_videos, args.seed,
-                         args.image_set_size, verbose=True, msd_set_size=args.msd_set_size,
-                         msd_weak_share=args.msd_weak_share)
+                         args.image_set_size, config=config, verbose=True,
+                         msd_set_size=args.msd_set_size, msd_weak_share=args.msd_weak_share)
     except ValueError as e:
         parser.error(str(e))
     dt = time.perf_counter() - t0
