@@ -22,8 +22,9 @@ merges to fill the frames one direction missed (Fig. 4), not to re-pick detectio
 * walking the output in order, a detection already used by an earlier track is dropped from
   the later one, and a track left empty disappears.
 
-Output order in both modes: forward tracklets by id (merged or not; in "paper" mode one output
-per merge), then unmatched backward tracklets by id; ids are renumbered 0..M-1 in that order.
+Output order, with ids renumbered 0..M-1 in it: "paper", Algorithm 2's M -- the merges (by forward,
+then backward id), the unmatched forward tracklets, the unmatched backward ones; "disjoint", the
+forward tracklets by id (merged or not), then the unmatched backward ones.
 
 The default is "paper" (``VideoTracker.bitrack_merge``): measured against forward-only tracking
 and each other on two demo-recipe A3 models (R18, 800 steps, seeds 0 and 1), official-metric AP
