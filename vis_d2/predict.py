@@ -51,7 +51,7 @@ from .engine.predictor import VISPredictor
 from .file_io import atomic_open
 from .visualization import render_video
 
-__all__ = ["main", "expand_inputs", "predict_video"]
+__all__ = ["main", "expand_inputs", "open_inputs", "predict_video"]
 
 logger = logging.getLogger("vis_d2.predict")
 
@@ -118,6 +118,17 @@ def expand_inputs(patterns: List[str]) -> List[str]:
     return paths
 
 
+def open_inputs(ap: argparse.ArgumentParser, inputs: List[str]) -> List[VideoFrames]:
+    """The videos of ``--input`` (video files, frame folders, globs), each read lazily; an
+    argparse error naming the input where there is none or one cannot be opened."""
+    if not inputs:
+        ap.error("--input names no video (the arguments after it are config overrides)")
+    try:
+        return [VideoFrames(p) for p in expand_inputs(inputs)]
+    except (FileNotFoundError, ValueError) as e:
+        ap.error(str(e))
+
+
 def predict_video(predictor: VISPredictor, frames: VideoFrames, video_id: int, output_dir: str,
                   fps: float = None) -> Tuple[str, str, int]:
     """Track ``frames`` (model pass), write ``<name>.json``, then draw and write
@@ -142,12 +153,7 @@ def main(argv=None) -> List[Tuple[str, str, int]]:
     args = ap.parse_args(argv)
     args.input, args.opts = split_config_overrides(args.input, args.opts)
     setup_logger(name="vis_d2", abbrev_name="vis_d2")
-    if not args.input:
-        ap.error("--input names no video (the arguments after it are config overrides)")
-    try:
-        videos = [VideoFrames(p) for p in expand_inputs(args.input)]
-    except (FileNotFoundError, ValueError) as e:
-        ap.error(str(e))
+    videos = open_inputs(ap, args.input)
     if len(args.opts) % 2:
         ap.error(f"config overrides come in KEY VALUE pairs, got {args.opts}")
     cfg = get_vis_cfg(args.config_file, args.opts)

@@ -7,7 +7,7 @@ paper's box rule, their masks and embeddings averaged, then one tracker
 * ``python -m vis_d2.ensemble``: evaluate on a split or predict videos.
 """
 from .greedy import GreedyStep, format_path, greedy_selection
-from .members import ModelSpec, build_ensemble, load_members, parse_model_spec
+from .members import ModelSpec, build_ensemble, load_members, parse_model_args, parse_model_spec
 
 __all__ = ["GreedyStep", "format_path", "greedy_selection", "ModelSpec", "build_ensemble",
-           "load_members", "parse_model_spec"]
+           "load_members", "parse_model_args", "parse_model_spec"]

@@ -31,16 +31,14 @@ from detectron2.data import DatasetCatalog, MetadataCatalog  # noqa: E402
 from detectron2.utils.logger import setup_logger  # noqa: E402
 
 from ..data.build import build_vis_test_loader
-from ..data.frames import VideoFrames
-from ..engine.frame_fusion import check_scales
 from ..engine.predictor import VISPredictor
 from ..engine.video_inference import inference_on_videos
 from ..evaluation.evaluator import YTVISEvaluator
 from ..file_io import atomic_write_json
-from ..predict import expand_inputs, predict_video, split_config_overrides
+from ..predict import open_inputs, predict_video, split_config_overrides
 from ..tracking import VideoTracker
 from .greedy import format_path, greedy_selection
-from .members import build_ensemble, load_members, parse_model_spec
+from .members import build_ensemble, load_members, parse_model_args
 
 __all__ = ["main", "evaluate_split"]
 
@@ -96,9 +94,7 @@ def main(argv=None):
     if len(args.opts) % 2:
         ap.error(f"config overrides come in KEY VALUE pairs, got {args.opts}")
     try:
-        specs = [parse_model_spec(m) for m in args.models]
-        if args.scales is not None:
-            check_scales(args.scales, "--scales")
+        specs = parse_model_args(args.models, args.scales)
     except ValueError as e:
         ap.error(str(e))
     if args.greedy and args.dataset is None:
@@ -109,14 +105,7 @@ def main(argv=None):
                      f"{', '.join(sorted(DatasetCatalog))}")
         if args.greedy and not _has_gt(args.dataset):
             ap.error(f"--greedy needs ground truth, and --dataset {args.dataset!r} has none")
-    videos = []
-    if args.input is not None:
-        if not args.input:
-            ap.error("--input names no video (the arguments after it are config overrides)")
-        try:
-            videos = [VideoFrames(p) for p in expand_inputs(args.input)]
-        except (FileNotFoundError, ValueError) as e:
-            ap.error(str(e))
+    videos = open_inputs(ap, args.input) if args.input is not None else []
 
     lead_cfg, members = load_members(specs, args.opts)
     if args.greedy:

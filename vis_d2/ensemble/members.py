@@ -22,7 +22,8 @@ from ..config import get_vis_cfg
 from ..engine.frame_fusion import FusedFrameModel, FusionMember, check_compatible, check_scales
 from ..engine.predictor import load_model
 
-__all__ = ["ModelSpec", "parse_model_spec", "load_members", "build_ensemble"]
+__all__ = ["ModelSpec", "parse_model_spec", "parse_model_args", "load_members",
+           "build_ensemble"]
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,15 @@ def parse_model_spec(text: str) -> ModelSpec:
         return ModelSpec(text)
     raise ValueError(f"model {text!r}: expected CONFIG.yaml[:WEIGHTS], e.g. "
                      "configs/synthvis/R18_demo.yaml:output/demo/model_final.pth")
+
+
+def parse_model_args(models: Sequence[str], scales=None) -> List[ModelSpec]:
+    """A command line's ``--models`` parsed and its ``--scales`` (None: the lead's) checked;
+    ValueError naming the bad one."""
+    specs = [parse_model_spec(m) for m in models]
+    if scales is not None:
+        check_scales(scales, "--scales")
+    return specs
 
 
 def load_members(specs: Sequence, opts: Sequence[str] = ()) -> Tuple[object, List[FusionMember]]:

@@ -25,8 +25,7 @@ from detectron2.data import DatasetCatalog, MetadataCatalog  # noqa: E402
 from detectron2.utils.logger import setup_logger  # noqa: E402
 
 from ..data.builtin import builtin_pseudo_label_name
-from ..engine.frame_fusion import check_scales
-from ..ensemble import build_ensemble, load_members, parse_model_spec
+from ..ensemble import build_ensemble, load_members, parse_model_args
 from ..file_io import atomic_write_json
 from ..predict import split_config_overrides
 from .labeling import check_split_classes, label_split
@@ -64,9 +63,7 @@ def main(argv=None) -> dict:
     if not args.output.endswith(".json"):
         ap.error(f"--output {args.output!r}: the pseudo labels are a json file (name.json)")
     try:
-        specs = [parse_model_spec(m) for m in args.models]
-        if args.scales is not None:
-            check_scales(args.scales, "--scales")
+        specs = parse_model_args(args.models, args.scales)
     except ValueError as e:
         ap.error(str(e))
     if args.dataset not in DatasetCatalog:
