@@ -58,3 +58,14 @@ def boxed_instances(size, boxes, classes, ids):
     inst.gt_classes = torch.tensor(classes, dtype=torch.int64)
     inst.gt_track_ids = torch.tensor(ids, dtype=torch.int64)
     return inst
+
+
+def flat_config(node, prefix=""):
+    """A yacs config as {"A.B.C": value}."""
+    out = {}
+    for k, v in node.items():
+        if isinstance(v, dict):
+            out.update(flat_config(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out

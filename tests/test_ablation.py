@@ -26,7 +26,7 @@ from detectron2.solver import build_lr_scheduler
 from detectron2.solver.lr_scheduler import LRMultiplier
 
 import vis_d2  # noqa: F401
-from helpers import TINY_OPTS
+from helpers import TINY_OPTS, flat_config
 from vis_d2.config import get_vis_cfg
 from vis_d2.data.augmentation import build_pair_augmentation
 from vis_d2.data.build import build_vis_test_loader, build_vis_train_loader
@@ -297,22 +297,11 @@ def test_lazy_training_and_data_settings_match_the_yaml():
             {k: v for k, v in vars(b).items() if not k.startswith("_")}, type(a).__name__
 
 
-def _flat(node, prefix=""):
-    """A yacs config as {"A.B.C": value}."""
-    out = {}
-    for k, v in node.items():
-        if isinstance(v, dict):
-            out.update(_flat(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
-
-
 def test_a1_paper_is_the_demo_recipe_without_the_extras():
     """The paper-faithful A1 differs from the demo recipe (A1-demo) in exactly the extras the
     paper does not have; the CPU recipe (width, optimiser, clipping, bfloat16, EMA) is the same."""
-    demo = _flat(yacs(TWINS["A1_baseline"]))
-    paper = _flat(yacs(TWINS["A1_paper"]))
+    demo = flat_config(yacs(TWINS["A1_baseline"]))
+    paper = flat_config(yacs(TWINS["A1_paper"]))
     assert set(demo) == set(paper)
     diff = {k: (demo[k], paper[k]) for k in demo if demo[k] != paper[k]}
     assert diff == {

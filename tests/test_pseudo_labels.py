@@ -26,7 +26,7 @@ from vis_d2.pseudo_labels import __main__ as command
 from vis_d2.pseudo_labels.unlabeled import strip_annotations
 from vis_d2.tracking import TrackedDetection, Tracklet, VideoTracker
 
-from helpers import TINY_OPTS
+from helpers import TINY_OPTS, flat_config
 
 CONFIG = os.path.join(os.path.dirname(__file__), "..", "configs", "synthvis", "R18_demo.yaml")
 MASK_LOSSES = ("loss_mask", "loss_mask_dice", "loss_maskiou", "loss_mask_cls", "loss_tcis",
@@ -298,16 +298,6 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TRAINING_KEYS = ("DATASETS.TRAIN", "DATALOADER.VIS.SOURCE_WEIGHTS", "OUTPUT_DIR")
 
 
-def _flat(cfg, prefix=""):
-    out = {}
-    for k, v in cfg.items():
-        if isinstance(v, dict):
-            out.update(_flat(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
-
-
 @pytest.mark.parametrize("config, base", [
     ("ytvis_2021/B4_S101_FPN_pseudo.yaml", "ytvis_2021/B1_S101_FPN.yaml"),
     ("ytvis_2021/B5_SwinS_FPN_pseudo.yaml", "ytvis_2021/B2_SwinS_FPN.yaml"),
@@ -318,7 +308,7 @@ def test_pseudo_label_configs_are_their_base_plus_the_pseudo_set(config, base):
     added to the training data; nothing else changes."""
     cfg = get_vis_cfg(os.path.join(REPO, "configs", config), ["MODEL.DEVICE", "cpu"])
     ref = get_vis_cfg(os.path.join(REPO, "configs", base), ["MODEL.DEVICE", "cpu"])
-    a, b = _flat(cfg), _flat(ref)
+    a, b = flat_config(cfg), flat_config(ref)
     assert {k for k in a if a[k] != b[k]} <= set(TRAINING_KEYS)
     assert cfg.DATASETS.TRAIN[:-1] == ref.DATASETS.TRAIN
     assert cfg.DATASETS.TRAIN[-1].endswith("_pseudo") and cfg.OUTPUT_DIR != ref.OUTPUT_DIR
