@@ -399,6 +399,40 @@ def test_lazy_trainer_builds_the_weight_average_of_train_ema():
         train_net.build_ema(model, {"enabled": True, "beta": 0.9})
 
 
+def test_lazy_test_scales_run_the_fused_frame_model(monkeypatch):
+    """``test.scales`` is the LazyConfig twin of TEST.VIS.SCALES: one scale evaluates the model
+    itself, several a FusedFrameModel at those factors of the test mapper's size."""
+    from vis_d2.engine.frame_fusion import FusedFrameModel
+
+    train_net = load_script("train_net")
+    for row in ("A1_baseline", "A1_paper", "A5_bitrack"):
+        cfg = load_lazy(row)
+        yaml_cfg = yacs(TWINS[row])
+        assert tuple(cfg.test.scales) == tuple(yaml_cfg.TEST.VIS.SCALES) == (1.0,), row
+        assert cfg.test.fusion_iou_thresh == yaml_cfg.TEST.VIS.FUSION_IOU_THRESH, row
+    model = torch.nn.Linear(2, 1)
+    assert train_net.frame_model(load_lazy("A1_baseline"), model) is model
+    cfg = load_lazy("A1_baseline", ["test.scales=[0.7,1.3]", "test.fusion_iou_thresh=0.6",
+                                    "test.detections_per_image=7"])
+    fused = train_net.frame_model(cfg, model)
+    assert isinstance(fused, FusedFrameModel) and fused.scales == (0.7, 1.3)
+    assert fused.iou_thresh == 0.6 and fused.max_detections == 7
+    (member,) = fused.members
+    aug = cfg.dataloader.test.mapper.augmentation
+    assert member.model is model and (member.min_size, member.max_size) == (
+        aug.short_edge_length, aug.max_size)
+    with pytest.raises(ValueError, match=r"test\.scales: every scale must be a number > 0"):
+        train_net.frame_model(load_lazy("A1_baseline", ["test.scales=[0.0,1.0]"]), model)
+    seen = []  # do_test tracks with that frame model
+    monkeypatch.setattr(train_net, "instantiate", lambda node: None)
+    monkeypatch.setattr(train_net, "inference_on_videos", lambda m, *a: seen.append(m) or {})
+    train_net.do_test(cfg, model)
+    assert isinstance(seen[0], FusedFrameModel) and seen[0].scales == (0.7, 1.3)
+    cfg.dataloader.test.mapper.augmentation.short_edge_length = (300, 400)
+    with pytest.raises(ValueError, match="ResizeShortestEdge with one short_edge_length"):
+        train_net.frame_model(cfg, model)
+
+
 def as_container(node):
     return OmegaConf.to_container(node, resolve=True)
 

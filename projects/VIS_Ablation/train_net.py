@@ -12,7 +12,8 @@ Run from the repository root (datasets resolve against ./datasets, outputs go to
     python projects/VIS_Ablation/train_net.py --config-file ... --num-gpus 2   # DDP, gloo on CPU
 
 The config provides ``model``, ``dataloader.{train,test,evaluator}``, ``optimizer``,
-``lr_multiplier``, ``train`` and ``tracker`` (see ``configs/A1_baseline.py``). Training runs detectron2's
+``lr_multiplier``, ``train``, ``tracker`` and, optionally, ``test`` (``scales``, multi-scale
+testing as ``TEST.VIS.SCALES``; see ``configs/A1_baseline.py``). Training runs detectron2's
 SimpleTrainer (AMPTrainer with ``train.amp.enabled`` on CUDA, bfloat16 autocast with
 ``train.cpu_bf16`` on a CPU that has it) with atomic checkpoints, within ``train.max_train_minutes``
 of wall time where that is > 0 (``vis_d2.engine.cpu_short_run``), with the hooks of the YAML
@@ -26,10 +27,13 @@ import logging
 import os
 from typing import Mapping, Optional
 
+from torch import nn
+
 # vis_d2's first: they register its datasets and model components, and import detectron2
 # without the FutureWarnings of its import-time torch.jit.script calls (vis_d2/quiet_import.py).
 import vis_d2.data  # noqa: F401
 import vis_d2.modeling  # noqa: F401
+import detectron2.data.transforms as T
 from detectron2.config import CfgNode, LazyConfig, instantiate
 from detectron2.engine import default_argument_parser, default_setup, default_writers, launch
 from detectron2.evaluation import print_csv_format
@@ -41,6 +45,7 @@ from vis_d2.data.build import check_num_classes
 from vis_d2.engine.checkpoint import AtomicCheckpointer, check_weights_path
 from vis_d2.engine.cpu_short_run import run_training, select_step_trainer
 from vis_d2.engine.ema import ModelEMA
+from vis_d2.engine.frame_fusion import FusedFrameModel, FusionMember, check_scales
 from vis_d2.engine.grad_clip import maybe_add_per_parameter_clipping
 from vis_d2.engine.hooks import build_vis_hooks
 from vis_d2.engine.output_dir import (
@@ -103,13 +108,42 @@ def build_ema(model, ema: Optional[Mapping]) -> Optional[ModelEMA]:
     return ModelEMA(model, float(ema.get("decay", 0.998)))
 
 
+def frame_model(cfg, model):
+    """What runs on each test frame: ``model`` itself at one scale (the test mapper resizes), or,
+    with several ``test.scales``, a FusedFrameModel of ``model`` at each factor of the test
+    mapper's size (a ``ResizeShortestEdge`` of one short edge)."""
+    test = cfg.get("test") or {}
+    scales = check_scales(test.get("scales", (1.0,)), key="test.scales")
+    if scales == (1.0,):
+        return model
+    mapper = cfg.dataloader.test.mapper
+    aug = mapper.get("augmentation")
+    short = aug.get("short_edge_length") if aug is not None else None
+    if isinstance(short, (list, tuple)) and len(short) == 1:
+        short = short[0]
+    if aug is None or aug.get("_target_") is not T.ResizeShortestEdge \
+            or not isinstance(short, int):
+        raise ValueError("test.scales multiplies the test size, so dataloader.test.mapper."
+                         "augmentation must be a ResizeShortestEdge with one short_edge_length; "
+                         f"got {aug!r}")
+    if isinstance(model, nn.parallel.DistributedDataParallel):
+        model = model.module
+    member = FusionMember(name="model", model=model, input_format=mapper.image_format,
+                          min_size=short, max_size=int(aug.max_size))
+    given = {arg: test[key] for key, arg in (("fusion_iou_thresh", "iou_thresh"),
+                                             ("detections_per_image", "max_detections"))
+             if key in test}  # else FusedFrameModel's defaults
+    return FusedFrameModel([member], scales, **given)
+
+
 def do_test(cfg, model):
-    """Track and score the videos of ``dataloader.test``; returns ``{"segm": {...}}`` (or {})."""
+    """Track and score the videos of ``dataloader.test`` at ``test.scales``; returns
+    ``{"segm": {...}}`` (or {})."""
     loader = instantiate(cfg.dataloader.test)
     evaluator = instantiate(cfg.dataloader.evaluator)
     tracker = instantiate(cfg.tracker)
     logger.info(f"Video inference with {tracker}")
-    results = inference_on_videos(model, loader, evaluator, tracker)
+    results = inference_on_videos(frame_model(cfg, model), loader, evaluator, tracker)
     if comm.is_main_process() and results:
         logger.info(f"Evaluation results for {cfg.dataloader.test.dataset} in csv format:")
         print_csv_format(results)

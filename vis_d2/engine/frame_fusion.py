@@ -117,7 +117,8 @@ def check_scales(scales, key: str = "TEST.VIS.SCALES") -> Tuple[float, ...]:
     number > 0 and there is at least one."""
     if isinstance(scales, (int, float)):
         scales = (scales,)
-    if not isinstance(scales, (list, tuple)) or not scales:
+    # any sequence: a LazyConfig gives its tuples as OmegaConf ListConfigs
+    if isinstance(scales, str) or not isinstance(scales, Sequence) or not scales:
         raise ValueError(f"{key} must be a non-empty list of factors of the test size, e.g. "
                          f"(0.7, 1.0, 1.3), got {scales!r}")
     out = []

@@ -7,8 +7,8 @@ made into vis_d2's VideoRCNN. The YAML rows (``configs/synthvis/R18_A*.yaml``) a
 truth: a row states the structure and reads the numbers from its YAML twin, where each becomes a
 key that ``key=value`` overrides. ``tests/test_ablation.py`` checks that the rows build the same
 model, tracker, schedule and data settings as their YAML twins. Keys: detectron2's ``model``,
-``dataloader`` (train, test, evaluator), ``optimizer``, ``lr_multiplier``, ``train``, and
-``tracker``, the tracking of video inference.
+``dataloader`` (train, test, evaluator), ``optimizer``, ``lr_multiplier``, ``train``,
+``tracker``, the tracking of video inference, and ``test``, its scales (multi-scale testing).
 """
 import dataclasses
 import os
@@ -57,7 +57,7 @@ def roi_shape(size):
 
 
 def vis_rcnn_row(yaml_name, output_dir):
-    """The six config keys of a row whose every number comes from ``configs/synthvis/<yaml_name>``.
+    """The seven config keys of a row whose every number comes from ``configs/synthvis/<yaml_name>``.
 
     Returns:
         (model, dataloader, tracker, optimizer, lr_multiplier, train), ``train.output_dir`` being
@@ -176,6 +176,10 @@ def vis_rcnn_row(yaml_name, output_dir):
 
     # ---- tracking (video inference): every field of MODEL.VIS.TRACKER ----------------------
     tracker = from_yaml(VideoTracker, cfg)
+    # ---- multi-scale testing (TEST.VIS.SCALES; one scale: the test mapper's resize alone) ----
+    test = dict(scales=tuple(cfg.TEST.VIS.SCALES),
+                fusion_iou_thresh=cfg.TEST.VIS.FUSION_IOU_THRESH,
+                detections_per_image=cfg.TEST.DETECTIONS_PER_IMAGE)
 
     # ---- optimisation ----------------------------------------------------------------------
     optimizer = L(torch.optim.AdamW)(  # SOLVER.OPTIMIZER "ADAMW"
@@ -208,10 +212,10 @@ def vis_rcnn_row(yaml_name, output_dir):
         cpu_fallback=VIS.CPU_FALLBACK,  # True: cpu (with a warning) where CUDA does not work
         seed=cfg.SEED,
     )
-    return model, dataloader, tracker, optimizer, lr_multiplier, train
+    return model, dataloader, tracker, test, optimizer, lr_multiplier, train
 
 
 # The demo recipe (row "A1-demo" of the sweep); A1_paper.py is the paper-faithful A1 the chain
 # A2..A5 builds on.
-model, dataloader, tracker, optimizer, lr_multiplier, train = vis_rcnn_row(
+model, dataloader, tracker, test, optimizer, lr_multiplier, train = vis_rcnn_row(
     "R18_A1_baseline.yaml", "output/vis_ablation/A1_baseline")

@@ -4,5 +4,5 @@ does not have turned off). Rows A2..A5 build on it.
 """
 from .A1_baseline import vis_rcnn_row
 
-model, dataloader, tracker, optimizer, lr_multiplier, train = vis_rcnn_row(
+model, dataloader, tracker, test, optimizer, lr_multiplier, train = vis_rcnn_row(
     "R18_A1_paper.yaml", "output/vis_ablation/A1_paper")

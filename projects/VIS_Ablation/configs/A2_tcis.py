@@ -8,7 +8,7 @@ mask and the feature difference between the frames, through the shared mask head
 from vis_d2.modeling import TCIS
 
 from .A1_baseline import from_yaml, roi_shape, yaml_config
-from .A1_paper import dataloader, lr_multiplier, model, optimizer, tracker, train
+from .A1_paper import dataloader, lr_multiplier, model, optimizer, test, tracker, train
 
 _cfg = yaml_config("R18_A2_tcis.yaml")
 model.roi_heads.tcis = from_yaml(TCIS, _cfg, roi_shape(14))  # on the mask pooler's output

@@ -8,7 +8,7 @@ from detectron2.layers import ShapeSpec
 from vis_d2.modeling import MaskIoUHead, MultiLabelHead, SemSegAuxHead
 
 from .A1_baseline import from_yaml, roi_shape, yaml_config
-from .A2_tcis import dataloader, lr_multiplier, model, optimizer, tracker, train
+from .A2_tcis import dataloader, lr_multiplier, model, optimizer, test, tracker, train
 
 _cfg = yaml_config("R18_A3_multitask.yaml")
 _VIS = _cfg.MODEL.VIS

@@ -14,7 +14,7 @@ from detectron2.config import LazyCall as L
 from vis_d2.data.build import get_vis_train_sources
 
 from .A1_baseline import yaml_config
-from .A3_multitask import dataloader, lr_multiplier, model, optimizer, tracker, train
+from .A3_multitask import dataloader, lr_multiplier, model, optimizer, test, tracker, train
 
 _cfg = yaml_config("R18_A4_msd.yaml")
 _C, _K = _cfg.MODEL.ROI_HEADS.NUM_CLASSES, _cfg.MODEL.VIS.MSD.NUM_AUX_CLASSES

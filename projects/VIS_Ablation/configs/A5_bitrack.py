@@ -8,7 +8,7 @@ BiTrack changes video inference only, so the model is A4's: evaluate an A4 check
 from vis_d2.tracking import VideoTracker
 
 from .A1_baseline import from_yaml, yaml_config
-from .A4_msd import dataloader, lr_multiplier, model, optimizer, train
+from .A4_msd import dataloader, lr_multiplier, model, optimizer, test, train
 
 tracker = from_yaml(VideoTracker, yaml_config("R18_A5_bitrack.yaml"))
 

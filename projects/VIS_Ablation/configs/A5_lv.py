@@ -4,7 +4,7 @@
 from vis_d2.tracking import VideoTracker
 
 from .A1_baseline import from_yaml, yaml_config
-from .A5_bitrack import dataloader, lr_multiplier, model, optimizer, train
+from .A5_bitrack import dataloader, lr_multiplier, model, optimizer, test, train
 
 tracker = from_yaml(VideoTracker, yaml_config("R18_A5_lv.yaml"))
 
