@@ -233,3 +233,14 @@ def test_entry_points_print_no_third_party_warning(script):
     assert out.returncode == 0, out.stderr
     assert "usage:" in out.stdout
     assert "Warning" not in out.stderr, out.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("module", ["vis_d2.pseudo_labels.quality", "vis_d2.ensemble",
+                                    "vis_d2.predict"])
+def test_module_commands_print_no_third_party_warning(module):
+    out = subprocess.run([sys.executable, "-m", module, "--help"], cwd=REPO, capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "usage:" in out.stdout
+    assert "Warning" not in out.stderr, out.stderr

@@ -12,6 +12,9 @@ The written json registers as a weakly segmented training set
 (:func:`vis_d2.data.ytvis.register_pseudo_labels`; builtin names such as
 ``ytvis_2021_val_pseudo``: :mod:`vis_d2.data.builtin`).
 """
+# vis_d2's packages first: they import detectron2 without its import-time FutureWarnings, which
+# every command of this package would print otherwise.
+from .. import data, modeling  # noqa: F401  # isort: skip
 from .labeling import check_split_classes, label_split, split_has_ground_truth, warn_if_leaks
 from .selection import PseudoLabelFilter, PseudoTrack
 from .writer import pseudo_label_json, read_split_json
