@@ -154,12 +154,13 @@ def test_sweep_predicts_what_video_inference_predicts(data_root, random_weights,
     results = sweep_postprocess.sweep(model, loader, "synthvis_val", variants)
     assert len(results) == len(recorders) == 4
     counts = []
-    for v, rec in zip(variants, recorders):
+    for v, rec, (_, _, per_video) in zip(variants, recorders, results):
         model.mask_nms_thresh = v.mask_nms_thresh
         expected = _Recorder()
         inference_on_videos(model, loader, expected, v.tracker)
         assert rec.videos == expected.videos, v.label
         counts.append(sum(len(p) for _, p in rec.videos))
+        assert per_video == pytest.approx(counts[-1] / len(rec.videos))  # tracks per video
     assert min(counts) > 0 and len(set(counts)) > 1  # the variants do change the predictions
 
 
@@ -176,9 +177,10 @@ def test_sweep_prints_one_row_per_variant(data_root, random_weights, restore_cat
     lines = run.out.strip().splitlines()
     assert lines[0].startswith("synthvis_val (") and ", 2 videos, " in lines[0]
     assert lines[1].split() == ["AP", "AP50", "AP75", "AR1", "AR10", "dAP", "dets/frame",
-                                "variant"]
-    rows = [line.split(None, 7) for line in lines[2:]]
-    assert [r[7] for r in rows] == ["{} (the config)"] + variants[1:]
+                                "tracks/video", "variant"]
+    rows = [line.split(None, 8) for line in lines[2:]]
+    assert [r[8] for r in rows] == ["{} (the config)"] + variants[1:]
+    assert all(float(r[7]) > 0 for r in rows)
     for r in rows:
         assert all(0.0 <= float(x) <= 1.0 for x in r[:5])
         assert float(r[5]) == pytest.approx(float(r[0]) - float(rows[0][0]), abs=2e-4)

@@ -141,14 +141,14 @@ def sweep(model, loader, dataset_name: str,
         variants: from :func:`parse_variants`.
 
     Returns:
-        per variant, its YouTube-VIS metrics (fractions) and the mean number of detections per
-        frame it tracked.
+        per variant, its YouTube-VIS metrics (fractions), the mean number of detections per
+        frame it tracked and the mean number of tracks per video it predicted.
     """
     model.mask_nms_thresh = 0.0
     caps = _cache_caps(variants)
     evaluators = [YTVISEvaluator(dataset_name, distributed=False) for _ in variants]
-    tracked = [0] * len(variants)
-    num_frames = 0
+    tracked, tracks = [0] * len(variants), [0] * len(variants)
+    num_frames = num_videos = 0
     for video in loader:
         cached = {t: [] for t in caps}
         frames = video["frames"]
@@ -159,12 +159,15 @@ def sweep(model, loader, dataset_name: str,
                     mask_nms(inst, t) if t > 0 else inst, cap,
                     source=f"video {video['video_id']} frame {i}")[1])
         num_frames += len(frames)
+        num_videos += 1
         for j, v in enumerate(variants):
             dets = cap_frames(cached[v.mask_nms_thresh], v.tracker)
             tracked[j] += sum(len(d) for d in dets)
-            evaluators[j].process([video], [v.tracker.predict(dets, video["video_id"])])
-    return [(e.evaluate().get("segm", {}), n / max(num_frames, 1))
-            for e, n in zip(evaluators, tracked)]
+            preds = v.tracker.predict(dets, video["video_id"])
+            tracks[j] += len(preds)
+            evaluators[j].process([video], [preds])
+    return [(e.evaluate().get("segm", {}), n / max(num_frames, 1), k / max(num_videos, 1))
+            for e, n, k in zip(evaluators, tracked, tracks)]
 
 
 def main(argv=None):
@@ -212,11 +215,12 @@ def main(argv=None):
         print(f"{name} ({MetadataCatalog.get(name).json_file}), {len(loader)} videos, "
               f"{time.perf_counter() - start:.0f} s")
         print("  " + " ".join(f"{k:>7s}" for k in METRICS) + f" {'dAP':>7s} {'dets/frame':>10s}"
-              "  variant")
+              f" {'tracks/video':>12s}  variant")
         base = results[0][0]["AP"]
-        for v, (m, per_frame) in zip(variants, results):
+        for v, (m, per_frame, per_video) in zip(variants, results):
             print("  " + " ".join(f"{m[k]:7.4f}" for k in METRICS)
-                  + f" {m['AP'] - base:+7.4f} {per_frame:10.2f}  {v.label}", flush=True)
+                  + f" {m['AP'] - base:+7.4f} {per_frame:10.2f} {per_video:12.1f}  {v.label}",
+                  flush=True)
 
 
 if __name__ == "__main__":
