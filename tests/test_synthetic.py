@@ -320,21 +320,22 @@ def test_cli(tmp_path, capsys):
 
 
 def test_cli_frame_and_object_sizes_give_every_area_range(tmp_path):
-    """Larger frames and a wide object-size range: the metric's small (< 32^2), medium and large
-    (> 96^2) objects all occur (the default set has only small ones); a size that cannot fit the
-    frames is refused."""
+    """720p-like frames and a wide object-size range: the metric's small, medium and large
+    objects (YouTube-VIS's ranges, 128^2 and 256^2 px) all occur (the default set has only small
+    ones); a size that cannot fit the frames is refused."""
+    from vis_d2.evaluation.ytvis_eval import AREA_RANGES
+
     out = str(tmp_path / "scales")
     paths = synth.main(["--out", out, "--train-videos", "0", "--val-videos", "12", "--seed", "4",
                         "--image-set-size", "0", "--msd-set-size", "0",
-                        "--frame-width", "480", "640", "--frame-height", "320", "360",
-                        "--object-size", "16", "240"])
+                        "--frame-width", "1024", "1280", "--frame-height", "640", "720",
+                        "--object-size", "48", "520"])
     data = _load(paths["valid_json"])
-    assert all(480 <= v["width"] <= 640 and 320 <= v["height"] <= 360 for v in data["videos"])
+    assert all(1024 <= v["width"] <= 1280 and 640 <= v["height"] <= 720 for v in data["videos"])
     # the metric's area of a track: the mean of its frames' areas where it is present
     areas = [np.mean([a for a in ann["areas"] if a]) for ann in data["annotations"]]
-    ranges = {"small": sum(a < 32 ** 2 for a in areas),
-              "medium": sum(32 ** 2 <= a < 96 ** 2 for a in areas),
-              "large": sum(a >= 96 ** 2 for a in areas)}
+    ranges = {name: sum(lo <= a < hi for a in areas)
+              for name, (lo, hi) in AREA_RANGES.items() if name != "all"}
     assert min(ranges.values()) >= 1, ranges
     with pytest.raises(ValueError, match=r"objects up to 300 px do not fit frames from "
                                          r"256x160 px"):
