@@ -26,10 +26,25 @@ Output order, with ids renumbered 0..M-1 in it: "paper", Algorithm 2's M -- the 
 then backward id), the unmatched forward tracklets, the unmatched backward ones; "disjoint", the
 forward tracklets by id (merged or not), then the unmatched backward ones.
 
-The default is "paper" (``VideoTracker.bitrack_merge``): measured against forward-only tracking
-and each other on two demo-recipe A3 models (R18, 800 steps, seeds 0 and 1), official-metric AP
-on ``synthvis_val`` / the unseen seed-11 split, by ``tools/sweep_postprocess.py --variants '{}'
-'{"bitrack": true, "bitrack_merge": "paper"}' '{"bitrack": true, "bitrack_merge": "disjoint"}'``:
+The default is "disjoint" (``VideoTracker.bitrack_merge``), the better of the two with the
+tracker's default settings, which have no track NMS. Measured against forward-only tracking by
+``tools/sweep_postprocess.py --variants '{}' '{"bitrack": true, "bitrack_merge": "paper"}'
+'{"bitrack": true, "bitrack_merge": "disjoint"}'`` (official-metric AP on ``synthvis_val`` / the
+unseen seed-11 split, R18 models of 800 steps, seeds 0 and 1), first on the paper-faithful A4
+models of the ablation (docs/ABLATION.md), whose tracker is the default one:
+
+==========  ===============  ===============  ===============  ===============
+AP          seed 0 val       seed 0 s11       seed 1 val       seed 1 s11
+==========  ===============  ===============  ===============  ===============
+forward     0.188            0.129            0.173            0.114
+paper       0.118 (-7.0)     0.070 (-5.9)     0.085 (-8.8)     0.052 (-6.2)
+disjoint    0.180 (-0.8)     0.114 (-1.5)     0.175 (+0.2)     0.082 (-3.2)
+==========  ===============  ===============  ===============  ===============
+
+"paper" outputs 1.7 times the tracks there: a forward tracklet merged with several backward ones
+comes out once per merge, and the copies are false positives. ``track_nms_thresh`` (0.3) removes
+them, and then "paper" is level with forward-only tracking (-0.1, +1.3, 0.0, -0.5), "disjoint"
+0.4 to 3.7 below it. The same on two demo-recipe A3 models, whose tracker runs track NMS:
 
 ==========  ===============  ===============  ===============  ===============
 AP          seed 0 val       seed 0 s11       seed 1 val       seed 1 s11
@@ -39,9 +54,8 @@ paper       0.386 (+0.1)     0.339 (-1.0)     0.434 (-0.2)     0.391 (-0.1)
 disjoint    0.356 (-2.9)     0.296 (-5.3)     0.404 (-3.2)     0.374 (-1.8)
 ==========  ===============  ===============  ===============  ===============
 
-"disjoint" loses in every case, AP50 and AR1 with it; "paper" is level with forward-only
-tracking on these models. Why BiTrack does not add AP here is the ablation's question
-(docs/ABLATION.md).
+So: with track NMS, "paper" (``MODEL.VIS.TRACKER.BITRACK_MERGE "paper"``, as Table 1's A5 rows
+set); without, "disjoint". Neither adds AP over forward-only tracking on the synthetic videos.
 
 Cost: a pair is compared only over the frames both cover, and only where their frame spans
 meet, so time and memory follow the number of overlapping pairs, not tracks x frames.

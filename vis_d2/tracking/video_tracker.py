@@ -72,8 +72,8 @@ class VideoTracker:
             box IoU over the frames both cover exceeds it.
         bitrack_merge: "paper" (Algorithm 2 as written: one output per merged pair, a forward
             tracklet may merge with several backward ones) or "disjoint" (vis_d2's: a forward
-            tracklet absorbs the backward ones, no detection in two tracks); see
-            :mod:`vis_d2.tracking.bitrack`.
+            tracklet absorbs the backward ones, no detection in two tracks; the default, as
+            "paper" needs track NMS); see :mod:`vis_d2.tracking.bitrack`.
         max_dets_per_frame: integer >= 0; at most this many highest-scoring detections of a
             frame are cached for tracking (0: all).
         score_coverage_exp: >= 0; track score = mean per-frame score * (frames covered / video
@@ -94,7 +94,7 @@ class VideoTracker:
     label_vote_score_weighted: bool = False
     bitrack: bool = False
     bitrack_iou_thresh: float = 0.5
-    bitrack_merge: str = "paper"
+    bitrack_merge: str = "disjoint"
     max_dets_per_frame: int = 20
     score_coverage_exp: float = 0.0
     track_nms_thresh: float = 0.0
