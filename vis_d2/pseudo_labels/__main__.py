@@ -19,10 +19,9 @@ import argparse
 import logging
 import os
 
-# vis_d2's packages first: they register the components and import detectron2 quietly.
-from .. import data, modeling  # noqa: F401  # isort: skip
-from detectron2.data import DatasetCatalog, MetadataCatalog  # noqa: E402
-from detectron2.utils.logger import setup_logger  # noqa: E402
+# The package's __init__ has imported vis_d2.data and .modeling first (detectron2, quietly).
+from detectron2.data import DatasetCatalog, MetadataCatalog
+from detectron2.utils.logger import setup_logger
 
 from ..data.builtin import builtin_pseudo_label_name
 from ..ensemble import build_ensemble, load_members, parse_model_args
